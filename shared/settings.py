@@ -1,0 +1,85 @@
+"""Connector settings, read from the environment (and a `.env` file).
+
+The defaults point at the local sandboxes, so `make run` needs no configuration; production
+overrides them. Secrets are `SecretStr` so they never print in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8")
+
+    # Infrastructure
+    amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    amqp_prefix: str = Field("connector", description="Prefix of every exchange and queue name")
+    rabbitmq_management_url: str = "http://127.0.0.1:15672"
+    database_url: SecretStr = SecretStr("postgresql+asyncpg://postgres@127.0.0.1:5432/connector")
+
+    # Acumatica
+    acumatica_url: str = "http://127.0.0.1:8101"
+    acumatica_username: str = "admin"
+    acumatica_password: SecretStr = SecretStr("admin")
+    acumatica_tenant: str = "Company"
+    acumatica_branch: str | None = None
+    acumatica_endpoint: str = "Default/24.200.001"
+    acumatica_auth: Literal["cookie", "oauth"] = "cookie"
+    acumatica_client_id: str | None = None
+    acumatica_client_secret: SecretStr | None = None
+
+    # Rithum
+    rithum_api_url: str = "http://127.0.0.1:8102"
+    rithum_application_id: str = "sandbox-app"
+    rithum_shared_secret: SecretStr = SecretStr("sandbox-secret")
+    rithum_refresh_token: SecretStr = SecretStr("sandbox-refresh")
+    rithum_profile_id: int = 1
+    rithum_ftp_url: SecretStr = SecretStr("ftp://sandbox:sandbox@127.0.0.1:2121")
+
+    # Ingress
+    webhook_secret: SecretStr = SecretStr("sandbox-webhook-secret")
+    webhook_header: str = "Authorization"
+    api_token: SecretStr | None = None
+    ingress_host: str = "127.0.0.1"
+    ingress_port: int = 8000
+    webhook_max_bytes: int = 1_000_000
+
+    # Operations
+    log_level: str = "INFO"
+    request_log_retention_days: int = 14
+    request_log_excerpt_chars: int = 2000
+
+    @property
+    def database_url_plain(self) -> str:
+        return self.database_url.get_secret_value()
+
+    @property
+    def amqp_url_plain(self) -> str:
+        return self.amqp_url.get_secret_value()
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, so log redaction can blank them wherever they appear."""
+        values = [
+            self.acumatica_password,
+            self.acumatica_client_secret,
+            self.rithum_shared_secret,
+            self.rithum_refresh_token,
+            self.webhook_secret,
+            self.api_token,
+        ]
+        out = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        ftp_password = urlsplit(self.rithum_ftp_url.get_secret_value()).password
+        if ftp_password:
+            out.append(ftp_password)
+        return out
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
