@@ -54,5 +54,7 @@ class Redactor:
         query = parts.query
         if query:
             pairs = parse_qsl(query, keep_blank_values=True)
-            query = urlencode([(k, MASK if k.lower() in SECRET_NAMES else v) for k, v in pairs], safe="$'(),:= ")
+            query = urlencode(
+                [(k, MASK if k.lower() in SECRET_NAMES else v) for k, v in pairs], safe="$'(),:= ", quote_via=quote
+            )
         return self.text(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))) or ""
