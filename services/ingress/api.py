@@ -1,0 +1,147 @@
+"""The trigger API under /api/v1: start syncs, follow jobs, tune the site configuration, audit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+from shared.messaging.topology import ENTITIES
+from sqlalchemy import func, select
+
+from services.ingress.auth import require_api_token
+from services.ingress.queues import queue_stats
+from services.ingress.runtime import Runtime
+from shared import siteconfig
+from shared.db.models import RequestLogRow, SyncJob, SyncMode
+from shared.jobs import JobRequestError, create_job, job_view
+
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_token)], tags=["api"])
+EntityName = Annotated[str, Path(description=f"one of {', '.join(ENTITIES)}")]
+
+
+def runtime_of(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def known_entity(entity: str) -> str:
+    if entity not in ENTITIES:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown entity {entity!r}; expected one of {list(ENTITIES)}")
+    return entity
+
+
+class SyncRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    mode: SyncMode
+    window_from: datetime | None = Field(None, alias="from")
+    window_to: datetime | None = Field(None, alias="to")
+
+
+@router.post("/sync/{entity}", status_code=status.HTTP_202_ACCEPTED)
+async def start_sync(entity: EntityName, body: SyncRequest, request: Request) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    known_entity(entity)
+    for name, value in (("from", body.window_from), ("to", body.window_to)):
+        if value is not None and value.tzinfo is None:
+            raise HTTPException(422, f"'{name}' needs a time zone offset (e.g. 2026-01-01T00:00:00Z)")
+    try:
+        async with runtime.sessionmaker() as session, session.begin():
+            job, envelope = await create_job(
+                session, entity=entity, mode=body.mode, window_from=body.window_from, window_to=body.window_to
+            )
+    except JobRequestError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    # Fast path: publish right away; if the broker is down the relay retries from the outbox.
+    try:
+        await runtime.relay.relay_once([envelope.message_id])
+    except Exception:
+        runtime.relay.wake()
+    return {"job_id": job.id, "status": job.status, "entity": entity, "mode": body.mode.value}
+
+
+@router.get("/jobs")
+async def list_jobs(
+    request: Request,
+    entity: str | None = None,
+    status_: Annotated[str | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    query = select(SyncJob)
+    if entity:
+        query = query.where(SyncJob.entity == known_entity(entity))
+    if status_:
+        query = query.where(SyncJob.status == status_)
+    async with runtime_of(request).sessionmaker() as session:
+        total = await session.scalar(select(func.count()).select_from(query.subquery()))
+        jobs = (await session.scalars(query.order_by(SyncJob.id.desc()).limit(limit).offset(offset))).all()
+    return {"total": total, "items": [job_view(j) for j in jobs]}
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(job_id: int, request: Request) -> dict[str, Any]:
+    async with runtime_of(request).sessionmaker() as session:
+        job = await session.get(SyncJob, job_id)
+    if job is None:
+        raise HTTPException(404, f"job {job_id} not found")
+    return job_view(job)
+
+
+@router.get("/config", response_model=siteconfig.SiteConfigModel)
+async def get_config(request: Request) -> siteconfig.SiteConfigModel:
+    async with runtime_of(request).sessionmaker() as session:
+        return await siteconfig.load(session)
+
+
+@router.put("/config", response_model=siteconfig.SiteConfigModel)
+async def put_config(changes: dict[str, Any], request: Request) -> siteconfig.SiteConfigModel:
+    """Partial update: only the fields given change; the result is validated as a whole."""
+    unknown = set(changes) - set(siteconfig.SiteConfigModel.model_fields)
+    if unknown:
+        raise HTTPException(422, f"unknown configuration fields: {sorted(unknown)}")
+    async with runtime_of(request).sessionmaker() as session, session.begin():
+        return await siteconfig.update(session, changes)
+
+
+@router.get("/queues")
+async def get_queues(request: Request) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    return {"entities": await queue_stats(runtime.settings, runtime.topology)}
+
+
+@router.get("/request-logs")
+async def request_logs(
+    request: Request,
+    system: str | None = None,
+    entity: str | None = None,
+    record_key: str | None = None,
+    job_id: int | None = None,
+    status_: Annotated[int | None, Query(alias="status")] = None,
+    errors_only: bool = False,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    query = select(RequestLogRow)
+    filters = {
+        RequestLogRow.system: system,
+        RequestLogRow.entity: entity,
+        RequestLogRow.record_key: record_key,
+        RequestLogRow.job_id: job_id,
+        RequestLogRow.status: status_,
+    }
+    for column, value in filters.items():
+        if value is not None:
+            query = query.where(column == value)
+    if errors_only:
+        query = query.where((RequestLogRow.status >= 400) | RequestLogRow.status.is_(None))
+    if since is not None:
+        query = query.where(RequestLogRow.created_at >= since)
+    if until is not None:
+        query = query.where(RequestLogRow.created_at < until)
+    async with runtime_of(request).sessionmaker() as session:
+        rows = (await session.scalars(query.order_by(RequestLogRow.id.desc()).limit(limit).offset(offset))).all()
+    columns = [c.key for c in RequestLogRow.__table__.columns]
+    return {"items": [{c: getattr(r, c) for c in columns} for r in rows], "limit": limit, "offset": offset}
