@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
-from shared.messaging.topology import ENTITIES
 from sqlalchemy import func, select
 
 from services.ingress.auth import require_api_token
@@ -16,6 +15,7 @@ from services.ingress.runtime import Runtime
 from shared import siteconfig
 from shared.db.models import RequestLogRow, SyncJob, SyncMode
 from shared.jobs import JobRequestError, create_job, job_view
+from shared.messaging.topology import ENTITIES
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_token)], tags=["api"])
 EntityName = Annotated[str, Path(description=f"one of {', '.join(ENTITIES)}")]

@@ -12,14 +12,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from shared.messaging.publisher import Publisher
-from shared.messaging.topology import Topology
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.ingress import api, webhooks
 from services.ingress.runtime import Runtime
 from shared.db.engine import make_engine, make_sessionmaker
+from shared.messaging.publisher import Publisher, PublishError
+from shared.messaging.topology import Topology
 from shared.outbox import OutboxRelay
 from shared.settings import Settings, get_settings
 from shared.siteconfig import SiteConfigCache
@@ -31,8 +31,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     engine = make_engine(settings.database_url_plain)
     sessionmaker = make_sessionmaker(engine)
     topology = Topology(settings.amqp_prefix)
-    publisher = Publisher(settings.amqp_url_plain, topology)
-    await publisher.start()
+    publisher = Publisher(settings.amqp_url_plain, topology, name="ingress")
     relay = OutboxRelay(sessionmaker, publisher)
     runtime = Runtime(
         settings=settings,
@@ -43,8 +42,22 @@ async def build_runtime(settings: Settings) -> Runtime:
         relay=relay,
         config=SiteConfigCache(sessionmaker),
     )
-    runtime.tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+    runtime.tasks.append(asyncio.create_task(start_publisher(publisher, relay), name="publisher"))
     return runtime
+
+
+async def start_publisher(publisher: Publisher, relay: OutboxRelay) -> None:
+    """Connect (retrying while the broker is down: webhooks meanwhile go to the outbox), then relay."""
+    delay = 1.0
+    while True:
+        try:
+            await publisher.start()
+            break
+        except PublishError as exc:
+            log.warning("broker not reachable yet (%s); retrying in %.0fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 15.0)
+    await relay.run()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

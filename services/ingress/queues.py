@@ -7,8 +7,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 from fastapi import HTTPException
-from shared.messaging.topology import ENTITIES, Topology
 
+from shared.messaging.topology import ENTITIES, Topology
 from shared.settings import Settings
 
 

@@ -7,10 +7,10 @@ import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from shared.messaging.publisher import Publisher
-from shared.messaging.topology import Topology
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared.messaging.publisher import Publisher
+from shared.messaging.topology import Topology
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
 from shared.siteconfig import SiteConfigCache

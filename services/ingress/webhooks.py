@@ -13,11 +13,11 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import ValidationError
-from shared.messaging.publisher import PublishError
 
 from services.ingress.auth import constant_time_equal
 from services.ingress.runtime import Runtime
 from shared import outbox
+from shared.messaging.publisher import PublishError
 from shared.notifications import NotificationError, PushNotification, describe, entity_for, split
 
 log = logging.getLogger("connector.ingress.webhooks")

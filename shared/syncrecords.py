@@ -1,0 +1,116 @@
+"""Sync records: the per-record history operators read (status, last operation, error, attempts).
+
+Written in bulk, one statement per batch, so a 1,000-record page costs one round trip.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db.models import SyncJob, SyncRecord, SyncStatus
+
+# Outcomes that end a record's processing within a job (a Failed record is still being retried).
+FINAL = {
+    SyncStatus.PROCESSED: "processed",
+    SyncStatus.SKIPPED: "skipped",
+    SyncStatus.FILTERED: "filtered",
+    SyncStatus.DELETED: "deleted",
+    SyncStatus.ABORTED: "failed",
+}
+
+
+@dataclass(slots=True)
+class Outcome:
+    key: str
+    status: SyncStatus
+    operation: str
+    rithum_id: str | None = None
+    error: str | None = None
+    content_hash: str | None = None
+    kind: str | None = None
+    source_modified_at: datetime | None = None
+
+
+async def load(session: AsyncSession, entity: str, keys: Iterable[str]) -> dict[str, SyncRecord]:
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        return {}
+    rows = await session.scalars(
+        select(SyncRecord).where(SyncRecord.entity == entity, SyncRecord.acumatica_key.in_(keys))
+    )
+    return {r.acumatica_key: r for r in rows}
+
+
+async def save(session: AsyncSession, entity: str, outcomes: Sequence[Outcome], *, job_id: int | None = None) -> None:
+    """Upsert outcomes. A failure increments the attempt count; any other outcome resets it.
+
+    Fields an outcome does not know (hash, Rithum ID) keep their stored value, so a failed update
+    never forgets which Rithum product the record belongs to.
+    """
+    if not outcomes:
+        return
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "entity": entity,
+            "acumatica_key": o.key,
+            "rithum_id": o.rithum_id,
+            "kind": o.kind,
+            "status": o.status.value,
+            "last_operation": o.operation,
+            "last_error": o.error,
+            "attempt_count": 1 if o.status in (SyncStatus.FAILED, SyncStatus.ABORTED) else 0,
+            "content_hash": o.content_hash,
+            "source_modified_at": o.source_modified_at,
+            "job_id": job_id,
+            "last_attempt_at": now,
+            "updated_at": now,
+        }
+        for o in {o.key: o for o in outcomes}.values()
+    ]
+    stmt = insert(SyncRecord)
+    failed = stmt.excluded.status.in_([SyncStatus.FAILED.value, SyncStatus.ABORTED.value])
+    stmt = stmt.on_conflict_do_update(
+        constraint="uq_sync_records_entity_key",
+        set_={
+            "rithum_id": func.coalesce(stmt.excluded.rithum_id, SyncRecord.rithum_id),
+            "kind": func.coalesce(stmt.excluded.kind, SyncRecord.kind),
+            "status": stmt.excluded.status,
+            "last_operation": stmt.excluded.last_operation,
+            "last_error": stmt.excluded.last_error,
+            "attempt_count": case((failed, SyncRecord.attempt_count + 1), else_=0),
+            "content_hash": func.coalesce(stmt.excluded.content_hash, SyncRecord.content_hash),
+            "source_modified_at": func.coalesce(stmt.excluded.source_modified_at, SyncRecord.source_modified_at),
+            "job_id": func.coalesce(stmt.excluded.job_id, SyncRecord.job_id),
+            "last_attempt_at": stmt.excluded.last_attempt_at,
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )
+    await session.execute(stmt, rows)
+
+
+async def count_into_job(session: AsyncSession, job_id: int, outcomes: Sequence[Outcome]) -> None:
+    """Add the batch's final outcomes to the job's counters (one UPDATE)."""
+    counts = Counter(FINAL[o.status] for o in outcomes if o.status in FINAL)
+    if counts:
+        await session.execute(
+            update(SyncJob)
+            .where(SyncJob.id == job_id)
+            .values({name: getattr(SyncJob, name) + n for name, n in counts.items()})
+        )
+
+
+async def clear_hash(session: AsyncSession, entity: str, keys: Sequence[str]) -> None:
+    """Forget content hashes, so the next sync writes these records even if unchanged."""
+    await session.execute(
+        update(SyncRecord)
+        .where(SyncRecord.entity == entity, SyncRecord.acumatica_key.in_(keys))
+        .values(content_hash=None)
+    )

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from shared.settings import Settings
+from tests.support.broker import delete_topology, purge
+from tests.support.processes import free_port, service
+
+TOKEN = "test-api-token-1234"
+SECRET = "test-webhook-secret-5678"
+
+
+@dataclass
+class Ingress:
+    url: str
+    env: dict[str, str]
+    settings: Settings
+
+    def client(self, token: str | None = TOKEN) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+def ingress_env(settings: Settings, port: int) -> dict[str, str]:
+    return {
+        "DATABASE_URL": settings.database_url_plain,
+        "AMQP_PREFIX": settings.amqp_prefix,
+        "INGRESS_PORT": str(port),
+        "API_TOKEN": TOKEN,
+        "WEBHOOK_SECRET": SECRET,
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+@pytest.fixture(scope="session")
+def ingress_process(settings: Settings, sessionmaker) -> Iterator[Ingress]:
+    port = free_port()
+    env = ingress_env(settings, port)
+    url = f"http://127.0.0.1:{port}"
+    with service(["services.ingress"], f"{url}/healthz", env=env):
+        yield Ingress(url, env, settings)
+    delete_topology(settings.amqp_prefix)
+
+
+@pytest.fixture
+def ingress(ingress_process: Ingress, clean_db) -> Ingress:
+    purge(ingress_process.settings.amqp_prefix)
+    return ingress_process
