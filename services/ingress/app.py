@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,6 +43,8 @@ async def build_runtime(settings: Settings) -> Runtime:
         relay=relay,
         config=SiteConfigCache(sessionmaker),
     )
+    with contextlib.suppress(PublishError):
+        await publisher.start()  # serve webhooks straight away when the broker is up
     runtime.tasks.append(asyncio.create_task(start_publisher(publisher, relay), name="publisher"))
     return runtime
 
@@ -49,10 +52,9 @@ async def build_runtime(settings: Settings) -> Runtime:
 async def start_publisher(publisher: Publisher, relay: OutboxRelay) -> None:
     """Connect (retrying while the broker is down: webhooks meanwhile go to the outbox), then relay."""
     delay = 1.0
-    while True:
+    while not publisher.is_connected:
         try:
             await publisher.start()
-            break
         except PublishError as exc:
             log.warning("broker not reachable yet (%s); retrying in %.0fs", exc, delay)
             await asyncio.sleep(delay)

@@ -5,7 +5,9 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+import pytest_asyncio
 
+from shared.messaging.topology import Topology
 from shared.settings import Settings
 from tests.support.broker import delete_topology, purge
 from tests.support.processes import free_port, service
@@ -41,12 +43,13 @@ def ingress_process(settings: Settings, sessionmaker) -> Iterator[Ingress]:
     port = free_port()
     env = ingress_env(settings, port)
     url = f"http://127.0.0.1:{port}"
-    with service(["services.ingress"], f"{url}/healthz", env=env):
+    with service(["services.ingress"], f"{url}/readyz", env=env):
         yield Ingress(url, env, settings)
     delete_topology(settings.amqp_prefix)
 
 
-@pytest.fixture
-def ingress(ingress_process: Ingress, clean_db) -> Ingress:
-    purge(ingress_process.settings.amqp_prefix)
+@pytest_asyncio.fixture(loop_scope="session")
+async def ingress(ingress_process: Ingress, clean_db) -> Ingress:
+    settings = ingress_process.settings
+    await purge(settings.amqp_url_plain, Topology(settings.amqp_prefix).queue_names())
     return ingress_process

@@ -56,9 +56,16 @@ def delete_topology(prefix: str) -> None:
     httpx.delete(f"{MANAGEMENT}/exchanges/%2F/{prefix}.events", auth=AUTH)
 
 
-def purge(prefix: str) -> None:
-    for name in queues(prefix):
-        httpx.delete(f"{MANAGEMENT}/queues/%2F/{name}/contents", auth=AUTH)
+async def purge(amqp_url: str, names: list[str]) -> None:
+    """Empty the named queues over AMQP (the management API takes ~0.1 s a queue)."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        raw = await channel.get_underlay_channel()
+        for name in names:
+            await raw.queue_purge(name)
+    finally:
+        await connection.close()
 
 
 @contextmanager

@@ -30,11 +30,11 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = N
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
         try:
-            httpx.get(url, timeout=1.0)
-            return
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
         except httpx.HTTPError as exc:
             last = exc
-            time.sleep(0.1)
+        time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
 
 
