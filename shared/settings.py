@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     acumatica_auth: Literal["cookie", "oauth"] = "cookie"
     acumatica_client_id: str | None = None
     acumatica_client_secret: SecretStr | None = None
+    acumatica_requests_per_minute: int = Field(
+        600, ge=0, description="Stay under the license's API requests per minute (0: no client-side limit)"
+    )
+    acumatica_concurrency: int = Field(4, ge=1, description="Concurrent Acumatica API requests (license cores)")
+    acumatica_page_size: int = Field(1000, ge=1, description="$top of each page when listing records")
+    acumatica_timeout: float = Field(60.0, gt=0, description="Seconds one Acumatica API call may take")
+    acumatica_max_attempts: int = Field(5, ge=1, description="Attempts per call on 429 / 5xx / transport errors")
 
     # Rithum
     rithum_api_url: str = "http://127.0.0.1:8102"
@@ -41,6 +48,12 @@ class Settings(BaseSettings):
     rithum_refresh_token: SecretStr = SecretStr("sandbox-refresh")
     rithum_profile_id: int = 1
     rithum_ftp_url: SecretStr = SecretStr("ftp://sandbox:sandbox@127.0.0.1:2121")
+    rithum_requests_per_minute: int = Field(2000, ge=1, description="Rithum's per-profile budget; $batch parts count")
+    rithum_concurrency: int = Field(5, ge=1, description="Concurrent Rithum API requests per integration")
+    rithum_feed_result_timeout: float = Field(
+        3900.0, gt=0, description="Seconds to wait for an FTP feed's result file (Rithum: pickup within an hour)"
+    )
+    rithum_feed_poll_seconds: float = Field(5.0, gt=0, description="How often to look for an FTP feed's result file")
 
     # Ingress
     webhook_secret: SecretStr = SecretStr("sandbox-webhook-secret")
@@ -49,6 +62,12 @@ class Settings(BaseSettings):
     ingress_host: str = "127.0.0.1"
     ingress_port: int = 8000
     webhook_max_bytes: int = 1_000_000
+
+    # Scheduler
+    scheduler_tick_seconds: float = Field(1.0, gt=0, description="How often the leader looks for due schedules")
+    scheduler_standby_seconds: float = Field(
+        3.0, gt=0, description="How often a standby scheduler tries to become the leader"
+    )
 
     # Operations
     log_level: str = "INFO"

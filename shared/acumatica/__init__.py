@@ -1,0 +1,1 @@
+"""Acumatica ERP: async client, typed models, value-wrapped JSON helpers, `$filter` builder."""

@@ -1,0 +1,1 @@
+"""Client for Rithum (ChannelAdvisor): REST API v1 with OAuth, paging, `$batch`, and FTP inventory feeds."""
