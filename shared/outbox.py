@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.models import OutboxMessage
 from shared.messaging.envelope import Envelope
-from shared.messaging.publisher import Publisher
+from shared.messaging.publisher import Publisher, PublishError
 
 log = logging.getLogger("connector.outbox")
 
@@ -101,3 +101,16 @@ class OutboxRelay:
 
 async def pending(session: AsyncSession) -> int:
     return await session.scalar(select(func.count()).select_from(OutboxMessage)) or 0
+
+
+async def start_publisher(publisher: Publisher, relay: OutboxRelay) -> None:
+    """Connect (retrying while the broker is down: webhooks meanwhile go to the outbox), then relay."""
+    delay = 1.0
+    while not publisher.is_connected:
+        try:
+            await publisher.start()
+        except PublishError as exc:
+            log.warning("broker not reachable yet (%s); retrying in %.0fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 15.0)
+    await relay.run()

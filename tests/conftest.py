@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import ensure_database, upgrade
 from shared.settings import Settings
+from tests.support.broker import delete_topology
 
 TEST_DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/connector_test"
@@ -25,8 +26,11 @@ TABLES = ("sync_records", "sync_jobs", "watermarks", "schedules", "mappings", "r
 
 
 @pytest.fixture(scope="session")
-def settings() -> Settings:
-    return Settings(database_url=TEST_DATABASE_URL, amqp_prefix=f"t{uuid.uuid4().hex[:8]}")
+def settings() -> Iterator[Settings]:
+    """Test settings with an AMQP prefix of the session's own; its queues are removed at the end."""
+    value = Settings(database_url=TEST_DATABASE_URL, amqp_prefix=f"t{uuid.uuid4().hex[:8]}")
+    yield value
+    delete_topology(value.amqp_prefix)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -6,7 +6,8 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select
 
 from services.ingress.auth import require_api_token
@@ -100,8 +101,11 @@ async def put_config(changes: dict[str, Any], request: Request) -> siteconfig.Si
     unknown = set(changes) - set(siteconfig.SiteConfigModel.model_fields)
     if unknown:
         raise HTTPException(422, f"unknown configuration fields: {sorted(unknown)}")
-    async with runtime_of(request).sessionmaker() as session, session.begin():
-        return await siteconfig.update(session, changes)
+    try:
+        async with runtime_of(request).sessionmaker() as session, session.begin():
+            return await siteconfig.update(session, changes)
+    except ValidationError as exc:  # the merged result is invalid: a bad request, not a server error
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from exc
 
 
 @router.get("/queues")

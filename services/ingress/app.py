@@ -16,12 +16,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.ingress import api, webhooks
+from services.ingress import api, schedules, webhooks
 from services.ingress.runtime import Runtime
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.messaging.publisher import Publisher, PublishError
 from shared.messaging.topology import Topology
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxRelay, start_publisher
 from shared.settings import Settings, get_settings
 from shared.siteconfig import SiteConfigCache
 
@@ -49,17 +49,6 @@ async def build_runtime(settings: Settings) -> Runtime:
     return runtime
 
 
-async def start_publisher(publisher: Publisher, relay: OutboxRelay) -> None:
-    """Connect (retrying while the broker is down: webhooks meanwhile go to the outbox), then relay."""
-    delay = 1.0
-    while not publisher.is_connected:
-        try:
-            await publisher.start()
-        except PublishError as exc:
-            log.warning("broker not reachable yet (%s); retrying in %.0fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 15.0)
-    await relay.run()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -82,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(webhooks.router)
     app.include_router(api.router)
+    app.include_router(schedules.router)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

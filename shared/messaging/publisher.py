@@ -105,7 +105,12 @@ class Publisher:
         self._exchange: AbstractExchange | None = None
 
     async def start(self) -> None:
-        """Connect, and declare the topology unless told not to. Raises PublishError if the broker is down."""
+        """Connect, and declare the topology unless told not to. Raises PublishError if the broker is down.
+
+        Does nothing when already started, so callers may simply retry it until it succeeds.
+        """
+        if self._connection is not None:
+            return
         try:
             self._connection = await connect(self._url, self.name, robust=True)
             self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)

@@ -9,7 +9,7 @@ import pytest_asyncio
 
 from shared.messaging.topology import Topology
 from shared.settings import Settings
-from tests.support.broker import delete_topology, purge
+from tests.support.broker import purge
 from tests.support.processes import free_port, service
 
 TOKEN = "test-api-token-1234"
@@ -45,7 +45,6 @@ def ingress_process(settings: Settings, sessionmaker) -> Iterator[Ingress]:
     url = f"http://127.0.0.1:{port}"
     with service(["services.ingress"], f"{url}/readyz", env=env):
         yield Ingress(url, env, settings)
-    delete_topology(settings.amqp_prefix)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

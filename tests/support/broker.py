@@ -21,7 +21,7 @@ async def drain(
 ) -> list[AbstractIncomingMessage]:
     """Take messages off `queue` (acking them) until `expect` arrived, or none came for `idle` seconds."""
     got: list[AbstractIncomingMessage] = []
-    connection = await aio_pika.connect(amqp_url)
+    connection = await aio_pika.connect(amqp_url, timeout=10)
     try:
         channel = await connection.channel()
         q = await channel.get_queue(queue, ensure=True)
@@ -58,7 +58,7 @@ def delete_topology(prefix: str) -> None:
 
 async def purge(amqp_url: str, names: list[str]) -> None:
     """Empty the named queues over AMQP (the management API takes ~0.1 s a queue)."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await aio_pika.connect(amqp_url, timeout=10)
     try:
         channel = await connection.channel()
         raw = await channel.get_underlay_channel()

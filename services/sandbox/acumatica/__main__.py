@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 import uvicorn
 
@@ -13,7 +14,7 @@ from .app import create_app
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m services.sandbox.acumatica", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default=os.environ.get("SANDBOX_HOST", "127.0.0.1"))
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="start with a catalogue of N stock items")
     parser.add_argument("--seed-random", type=int, default=1, metavar="S", help="random seed of the catalogue")
     parser.add_argument("--log-level", default="warning")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import tempfile
 from pathlib import Path
 
@@ -21,7 +22,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m services.sandbox.rithum", description=__doc__)
     parser.add_argument("--port", type=int, required=True, help="HTTP port of the REST API")
     parser.add_argument("--ftp-port", type=int, required=True, help="port of the FTP server")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default=os.environ.get("SANDBOX_HOST", "127.0.0.1"))
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="start with N seeded orders")
     parser.add_argument(
         "--feed-delay",

@@ -1,0 +1,1 @@
+"""The scheduler: turns active automation schedules into batch jobs; one leader at a time."""

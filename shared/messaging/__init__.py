@@ -1,0 +1,1 @@
+"""Messaging runtime on aio-pika: topology, envelope, confirmed publisher, batch consumer."""
