@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import outbox
-from shared.db.models import JobStatus, SyncJob, SyncMode
+from shared.db.models import JobStatus, SyncJob, SyncMode, Watermark
 from shared.messaging.envelope import Envelope
 
 
@@ -39,6 +41,10 @@ async def create_job(
 ) -> tuple[SyncJob, Envelope]:
     """Insert the job and stage its run message; the caller commits, then wakes the relay."""
     validate_window(mode, window_from, window_to)
+    if (mode is SyncMode.SELECTED) != (keys is not None):
+        raise JobRequestError("mode 'selected' takes a list of keys, and only it does")
+    if keys is not None and not keys:
+        raise JobRequestError("no keys selected")
     job = SyncJob(
         entity=entity,
         mode=mode.value,
@@ -86,3 +92,48 @@ def job_view(job: SyncJob) -> dict[str, Any]:
         "started_at": job.started_at,
         "finished_at": job.finished_at,
     }
+
+
+async def start(session: AsyncSession, job_id: int) -> SyncJob | None:
+    """Mark a queued (or interrupted) job running and reset its counters; None if already finished."""
+    job = await session.get(SyncJob, job_id, with_for_update=True)
+    if job is None or job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        return None
+    job.status = JobStatus.RUNNING
+    job.started_at = datetime.now(UTC)
+    job.found = job.processed = job.failed = job.filtered = job.skipped = job.deleted = 0
+    job.error = None
+    return job
+
+
+async def window(session: AsyncSession, job: SyncJob, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """The date window a job covers: all (full), since the watermark (delta), or as requested (custom)."""
+    if job.mode == SyncMode.CUSTOM:
+        return job.window_from, job.window_to
+    if job.mode == SyncMode.DELTA:
+        mark = await session.get(Watermark, job.entity)
+        return (mark.synced_until if mark else None), now
+    return None, now
+
+
+async def finish(
+    session: AsyncSession, job_id: int, *, error: str | None = None, watermark: datetime | None = None
+) -> None:
+    """Close the job; a successful full or delta job moves the entity's watermark to when it began."""
+    job = await session.get(SyncJob, job_id, with_for_update=True)
+    if job is None:
+        return
+    job.status = JobStatus.FAILED if error else JobStatus.SUCCEEDED
+    job.error = error
+    job.finished_at = datetime.now(UTC)
+    if error is None and watermark is not None and job.mode in (SyncMode.FULL, SyncMode.DELTA):
+        stmt = insert(Watermark).values(entity=job.entity, synced_until=watermark, job_id=job.id)
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[Watermark.entity], set_={"synced_until": watermark, "job_id": job.id}
+            )
+        )
+
+
+async def add_found(session: AsyncSession, job_id: int, count: int) -> None:
+    await session.execute(update(SyncJob).where(SyncJob.id == job_id).values(found=SyncJob.found + count))

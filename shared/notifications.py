@@ -25,6 +25,8 @@ KEY_FIELDS: dict[str, tuple[str, ...]] = {
     "order_status": ("OrderType", "OrderNbr"),
     "sales_order": ("OrderType", "OrderNbr"),
 }
+# Other names a key field has in some queries (a kit specification names its item KitInventoryID).
+KEY_ALIASES: dict[str, tuple[str, ...]] = {"InventoryID": ("KitInventoryID",)}
 _NAMESPACE = uuid.UUID("6f1c2a7e-3b1d-4c55-9a51-0f4f2f7f0c11")
 
 
@@ -52,6 +54,8 @@ def record_key(entity: str, row: Mapping[str, Any]) -> str:
     values = []
     for name in fields:
         value = row.get(name)
+        for alias in KEY_ALIASES.get(name, ()):
+            value = value if value is not None else row.get(alias)
         if value is None or (isinstance(value, str) and not value.strip()):
             raise NotificationError(f"row has no value for key field {name!r} of entity {entity!r}")
         values.append(str(value).strip())

@@ -112,11 +112,17 @@ class RequestLog:
         return [*written, *self._buffer]
 
     def excerpt(self, value: str | bytes | None) -> str | None:
+        """Redact, then cut: cutting first could leave the head of a secret unmasked at the cut.
+
+        Redaction sees twice the excerpt, so a secret that starts inside the excerpt is masked whole
+        unless it is longer than the excerpt itself.
+        """
         if value is None:
             return None
+        window = self.excerpt_chars * 2
         if isinstance(value, bytes):
-            value = value[: self.excerpt_chars * 4].decode("utf-8", errors="replace")
-        return self.redactor.text(value[: self.excerpt_chars])
+            value = value[: window * 4].decode("utf-8", errors="replace")
+        return (self.redactor.text(value[:window]) or "")[: self.excerpt_chars]
 
     def record(
         self,

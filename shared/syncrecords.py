@@ -10,14 +10,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import SyncJob, SyncRecord, SyncStatus
 
-# Outcomes that end a record's processing within a job (a Failed record is still being retried).
+# Job counters per outcome. A Failed record counts as failed in the job's figures while the retry
+# path keeps trying it; a Pending one is not counted.
 FINAL = {
+    SyncStatus.FAILED: "failed",
     SyncStatus.PROCESSED: "processed",
     SyncStatus.SKIPPED: "skipped",
     SyncStatus.FILTERED: "filtered",
@@ -76,7 +78,8 @@ async def save(session: AsyncSession, entity: str, outcomes: Sequence[Outcome], 
         for o in {o.key: o for o in outcomes}.values()
     ]
     stmt = insert(SyncRecord)
-    failed = stmt.excluded.status.in_([SyncStatus.FAILED.value, SyncStatus.ABORTED.value])
+    # A literal list: expanding IN parameters cannot be used with executemany.
+    failed = stmt.excluded.status.in_([literal_column(f"'{s.value}'") for s in (SyncStatus.FAILED, SyncStatus.ABORTED)])
     stmt = stmt.on_conflict_do_update(
         constraint="uq_sync_records_entity_key",
         set_={

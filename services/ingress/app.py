@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.ingress import api, schedules, webhooks
+from services.ingress import api, entities, schedules, webhooks
 from services.ingress.runtime import Runtime
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.messaging.publisher import Publisher, PublishError
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(api.router)
     app.include_router(schedules.router)
+    app.include_router(entities.router)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -58,6 +58,7 @@ class SyncMode(enum.StrEnum):
     FULL = "full"
     DELTA = "delta"
     CUSTOM = "custom"
+    SELECTED = "selected"  # the batch screen's Process / Process All: the job names its keys
 
 
 class SiteConfig(Base):

@@ -1,0 +1,161 @@
+"""Reading what a product sync needs from Acumatica, as sync units.
+
+A unit is what must be written together: a simple item, a matrix family (template with the
+variants at hand), a kit with its specification, or a key Acumatica no longer has. The real-time
+path resolves changed keys; a batch job enumerates a date window page by page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.acumatica import filters as F
+from shared.acumatica.client import AcumaticaClient
+
+KEY_GROUP = 20  # keys per OR-filter, to keep URLs short
+ITEM_EXPAND = ("Attributes",)
+
+
+@dataclass
+class Simple:
+    item: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return self.item["InventoryID"]
+
+
+@dataclass
+class Family:
+    template: dict[str, Any]
+    variants: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return self.template["InventoryID"]
+
+
+@dataclass
+class Kit:
+    item: dict[str, Any]
+    spec: dict[str, Any] | None
+
+    @property
+    def key(self) -> str:
+        return self.item["InventoryID"]
+
+
+@dataclass
+class Gone:
+    key: str
+
+
+Unit = Simple | Family | Kit | Gone
+
+
+def _strip(record: dict[str, Any]) -> dict[str, Any]:
+    for name in ("InventoryID", "TemplateItemID", "KitInventoryID", "ItemClass"):
+        if isinstance(record.get(name), str):
+            record[name] = record[name].strip()
+    return record
+
+
+def _groups(keys: Sequence[str]) -> list[list[str]]:
+    return [list(keys[i : i + KEY_GROUP]) for i in range(0, len(keys), KEY_GROUP)]
+
+
+class ProductSource:
+    def __init__(self, client: AcumaticaClient, page_size: int = 1000) -> None:
+        self.client = client
+        self.page_size = page_size
+
+    async def _by_keys(self, entity: str, key_field: str, keys: Sequence[str], **options: Any) -> list[dict]:
+        async def one(group: list[str]) -> list[dict]:
+            query = F.any_of(*(F.field(key_field).eq(k) for k in group))
+            return await self.client.list(entity, filter=query, **options)
+
+        pages = await asyncio.gather(*(one(g) for g in _groups(list(dict.fromkeys(keys)))))
+        return [_strip(r) for page in pages for r in page]
+
+    async def resolve(self, keys: Iterable[str]) -> list[Unit]:
+        """Units for changed keys (real time): items, templates, kits, or Gone."""
+        keys = list(dict.fromkeys(k.strip() for k in keys if k and k.strip()))
+        items = {r["InventoryID"]: r for r in await self._by_keys("StockItem", "InventoryID", keys, expand=ITEM_EXPAND)}
+        missing = [k for k in keys if k not in items]
+        templates = {
+            r["InventoryID"]: r
+            for r in await self._by_keys("TemplateItems", "InventoryID", missing, expand=ITEM_EXPAND)
+        }
+        units: list[Unit] = [Gone(k) for k in missing if k not in templates]
+        units += await self.units(list(items.values()), extra_templates=list(templates.values()))
+        return units
+
+    async def units(
+        self, items: Sequence[dict[str, Any]], *, extra_templates: Sequence[dict[str, Any]] = ()
+    ) -> list[Unit]:
+        """Group stock items (and templates) into units, fetching templates and kit specs they need."""
+        templates = {t["InventoryID"]: Family(t) for t in extra_templates}
+        simple: list[Unit] = []
+        kits: dict[str, dict[str, Any]] = {}
+        orphans: dict[str, list[dict[str, Any]]] = {}
+        for item in items:
+            parent = item.get("TemplateItemID")
+            if parent:
+                if parent in templates:
+                    templates[parent].variants.append(item)
+                else:
+                    orphans.setdefault(parent, []).append(item)
+            elif item.get("IsAKit"):
+                kits[item["InventoryID"]] = item
+            else:
+                simple.append(Simple(item))
+        if orphans:
+            for template in await self._by_keys("TemplateItems", "InventoryID", list(orphans), expand=ITEM_EXPAND):
+                templates[template["InventoryID"]] = Family(template, orphans.pop(template["InventoryID"], []))
+            simple += [Simple(v) for variants in orphans.values() for v in variants]  # template gone: stand alone
+        specs = {
+            s["KitInventoryID"]: s
+            for s in await self._by_keys("KitSpecification", "KitInventoryID", list(kits), expand=("StockComponents",))
+        }
+        return [*simple, *templates.values(), *(Kit(item, specs.get(key)) for key, item in kits.items())]
+
+    async def pages(self, start: datetime | None, end: datetime | None) -> AsyncIterator[list[Unit]]:
+        """Everything changed in [start, end) (all when start is None), a page of units at a time.
+
+        Templates whose own record changed come first, so their families' parents exist before
+        any variant page; kits whose specification changed (without the item changing) last.
+        """
+        window = F.changed_between(start, end, "LastModified")
+        seen_templates: set[str] = set()
+        async for page in self._paged("TemplateItems", window, ITEM_EXPAND):
+            seen_templates.update(t["InventoryID"] for t in page)
+            yield await self.units([], extra_templates=page)
+        seen_kits: set[str] = set()
+        async for page in self._paged("StockItem", window, ITEM_EXPAND):
+            seen_kits.update(i["InventoryID"] for i in page if i.get("IsAKit"))
+            yield await self.units(page)
+        spec_window = F.changed_between(start, end, "LastModifiedDateTime")
+        async for page in self._paged(
+            "KitSpecification", spec_window, ("StockComponents",), select=("KitInventoryID",)
+        ):
+            keys = [s["KitInventoryID"] for s in page if s["KitInventoryID"] not in seen_kits]
+            if keys:
+                yield await self.resolve(keys)
+
+    async def _paged(
+        self, entity: str, window: F.Filter | None, expand: Sequence[str], select: Sequence[str] | None = None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        skip = 0
+        while True:
+            page = await self.client.list(
+                entity, filter=window, expand=expand, select=select, top=self.page_size, skip=skip
+            )
+            if page:
+                yield [_strip(r) for r in page]
+            if len(page) < self.page_size:
+                return
+            skip += len(page)
