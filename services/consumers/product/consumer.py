@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from services.consumers.context import ConsumerContext
@@ -14,6 +15,7 @@ from services.consumers.product.transform import ProductRules
 from shared import jobs, syncrecords
 from shared.db.models import SyncMode, SyncStatus
 from shared.messaging.consumer import Ack, DeadLetter, Delivery, Outcome, Retry
+from shared.requestlog import log_context
 from shared.syncrecords import Outcome as RecordOutcome
 
 log = logging.getLogger("connector.product")
@@ -32,6 +34,7 @@ class ProductConsumer:
         config = await self.ctx.config.get()
         async with self.ctx.sessionmaker() as session:
             rules = await load_rules(session, config.options)
+        rules = replace(rules, class_attributes=await self.source.class_attributes())
         return rules, config.feed_threshold, config.max_attempts
 
     async def _sync(self, units: Sequence[Unit], job_id: int | None) -> tuple[list[RecordOutcome], int]:
@@ -72,6 +75,10 @@ class ProductConsumer:
 
     async def run_job(self, job_id: int) -> Outcome:
         """Enumerate the job's records page by page through the pipeline; failures go to the retry path."""
+        with log_context(entity=ENTITY, job_id=job_id):
+            return await self._run_job(job_id)
+
+    async def _run_job(self, job_id: int) -> Outcome:
         began = datetime.now(UTC)
         async with self.ctx.sessionmaker() as session, session.begin():
             job = await jobs.start(session, job_id)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.consumers.product import transform as T
@@ -27,6 +28,7 @@ from shared.db.models import SyncRecord, SyncStatus
 from shared.requestlog import log_context
 from shared.rithum import batch as rb
 from shared.rithum.client import RithumClient, odata_datetime
+from shared.rithum.errors import RithumError
 from shared.rithum.feed import FeedRow, FeedWriter
 from shared.rithum.ftp import FeedUploader
 from shared.syncrecords import Outcome
@@ -170,14 +172,23 @@ class ProductPipeline:
         p = plan(units, rules, records)
         with log_context(entity=ENTITY, job_id=job_id):
             if p.writes:
-                if len(p.writes) >= feed_threshold:
-                    written = await self._write_feed(p.writes, records, job_id)
-                else:
-                    written = await self._write_rest(p.writes, records)
+                try:
+                    if len(p.writes) >= feed_threshold:
+                        written = await self._write_feed(p.writes, records, job_id)
+                    else:
+                        written = await self._write_rest(p.writes, records)
+                except (RithumError, httpx.HTTPError) as exc:  # outage or limits beyond retries: Failed, retried later
+                    log.warning("Rithum unavailable for %d products: %s", len(p.writes), exc)
+                    written = {w.sku: _failed(w, f"Rithum unavailable: {exc}") for w in p.writes}
                 p.outcomes.update(written)
                 await self._write_back(p, rules)
             if p.unlist:
-                p.outcomes.update(await self._unlist(p.unlist, records, rules))
+                try:
+                    p.outcomes.update(await self._unlist(p.unlist, records, rules))
+                except (RithumError, httpx.HTTPError) as exc:
+                    for key, reason in p.unlist:
+                        error = f"{reason}; Rithum unavailable: {exc}"
+                        p.outcomes[key] = Outcome(key, SyncStatus.FAILED, "Failed to Unlist", error=error)
         for key, modified in p.modified.items():
             if key in p.outcomes and modified is not None:
                 p.outcomes[key].source_modified_at = modified

@@ -8,6 +8,7 @@ path resolves changed keys; a batch job enumerates a date window page by page.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -69,9 +70,23 @@ def _groups(keys: Sequence[str]) -> list[list[str]]:
 
 
 class ProductSource:
-    def __init__(self, client: AcumaticaClient, page_size: int = 1000) -> None:
+    def __init__(self, client: AcumaticaClient, page_size: int = 1000, class_ttl: float = 300.0) -> None:
         self.client = client
         self.page_size = page_size
+        self.class_ttl = class_ttl
+        self._classes: tuple[float, dict[str, tuple[str, ...]]] | None = None
+
+    async def class_attributes(self) -> dict[str, tuple[str, ...]]:
+        """Attribute IDs per item class (cached for a few minutes; classes rarely change)."""
+        now = time.monotonic()
+        if self._classes is None or now - self._classes[0] > self.class_ttl:
+            classes = await self.client.list("ItemClass", expand=("Attributes",))
+            attributes = {
+                str(c["ClassID"]).strip(): tuple(str(a["AttributeID"]).strip() for a in c.get("Attributes") or ())
+                for c in classes
+            }
+            self._classes = (now, attributes)
+        return self._classes[1]
 
     async def _by_keys(self, entity: str, key_field: str, keys: Sequence[str], **options: Any) -> list[dict]:
         async def one(group: list[str]) -> list[dict]:

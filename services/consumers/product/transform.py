@@ -62,6 +62,8 @@ class ProductRules:
     product_id_field: FieldRef = FieldRef("attribute", "CAPRODUCTID")
     # item class → (relationship name, variation attribute IDs); default: the variants' own attributes
     relationships: Mapping[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    # item class → its attribute IDs (from Acumatica), the default variation attributes
+    class_attributes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     on_unlist: str = "zero_quantity"  # or "delete"
 
 
@@ -137,8 +139,11 @@ def variation(
     if mapped:
         relationship, attribute_ids = mapped[0], tuple(a.upper() for a in mapped[1])
     else:
-        seen: dict[str, None] = {}
-        for variant in variants:
+        # The item class's own attributes, so a family gets the same name whichever variants are at hand.
+        seen: dict[str, None] = {
+            a.upper(): None for a in rules.class_attributes.get(item_class, ()) if a.upper() not in skip
+        }
+        for variant in variants if not seen else ():
             for row in variant.get("Attributes") or ():
                 name = str(row.get("AttributeID", "")).strip().upper()
                 if name and name not in skip:

@@ -1,0 +1,173 @@
+"""Push notifications end to end, a consumer killed mid-run, and a Rithum outage during a sync."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from shared.db.models import SyncRecord
+from tests.product.catalog import attr, expected, rithum_products
+from tests.product.conftest import SECRET, Stack
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+    """Poll `check` (plain or async) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.3)
+
+
+def rithum_product(stack: Stack, sku: str) -> dict[str, Any] | None:
+    with stack.rit() as rit:
+        found = rit.get("/products", params={"sku": sku}).json()["value"]
+    return found[0] if found else None
+
+
+def acumatica_item(stack: Stack, sku: str) -> dict[str, Any]:
+    with stack.acu() as acu:
+        return acu.get(f"/records/StockItem/{sku}").raise_for_status().json()
+
+
+async def record(sessionmaker, key: str) -> SyncRecord | None:
+    async with sessionmaker() as session:
+        return await session.scalar(select(SyncRecord).where(SyncRecord.acumatica_key == key))
+
+
+def new_item(sku: str, active: str = "1") -> dict[str, Any]:
+    return {
+        "InventoryID": sku,
+        "Description": "Wooden train set",
+        "ItemClass": "TOYS",
+        "DefaultPrice": 24.5,
+        "Attributes": [{"AttributeID": "ACTIVERITHUM", "Value": active}, {"AttributeID": "ALLOWFBA", "Value": "1"}],
+    }
+
+
+async def test_create_update_and_flag_off_take_effect(fresh: Stack, clean_db) -> None:
+    fresh.reset(items=40)
+    with fresh.acu() as acu:
+        acu.post("/records/StockItem", json={"records": [new_item("RT-TRAIN")]}).raise_for_status()
+    product = await eventually(lambda: rithum_product(fresh, "RT-TRAIN"), what="RT-TRAIN on Rithum")
+    assert product["Title"] == "Wooden train set" and product["Classification"]
+    assert {"Name": "AllowedForFBA", "Value": "true"} in product["Attributes"]
+    await eventually(
+        lambda: attr(acumatica_item(fresh, "RT-TRAIN"), "CAPRODUCTID") == str(product["ID"]), what="write-back"
+    )
+
+    with fresh.acu() as acu:
+        acu.post("/records/StockItem/change", json={"keys": ["RT-TRAIN"], "set": {"Description": "Steam train"}})
+    await eventually(lambda: rithum_product(fresh, "RT-TRAIN")["Title"] == "Steam train", what="title update")
+
+    flag_off = {"Attributes": [{"AttributeID": "ACTIVERITHUM", "Value": "0"}]}
+    with fresh.acu() as acu:
+        acu.post("/records/StockItem/change", json={"keys": ["RT-TRAIN"], "set": flag_off}).raise_for_status()
+    await eventually(
+        lambda: {"Name": "Unlisted"} in (rithum_product(fresh, "RT-TRAIN") or {}).get("Labels", []), what="unlisting"
+    )
+    unlisted = rithum_product(fresh, "RT-TRAIN")
+    assert all(dc["AvailableQuantity"] == 0 for dc in unlisted.get("DCQuantities") or [])
+    stored = await record(clean_db, "RT-TRAIN")
+    assert stored.status == "Deleted" and "Active on Rithum" in stored.last_error
+
+    # A new item without the flag is Filtered with its reason, and never reaches Rithum.
+    with fresh.acu() as acu:
+        acu.post("/records/StockItem", json={"records": [new_item("RT-HIDDEN", active="0")]}).raise_for_status()
+    stored = await eventually(lambda: record(clean_db, "RT-HIDDEN"), what="RT-HIDDEN to be recorded")
+    assert stored.status == "Filtered"
+    assert rithum_product(fresh, "RT-HIDDEN") is None
+
+
+def notification(sku: str, description: str, notification_id: str) -> dict[str, Any]:
+    row = {"InventoryID": f"{sku} ", "Description": description, "ItemClass": "TOYS"}
+    return {
+        "Inserted": [row],
+        "Deleted": [{**row, "Description": "before"}],
+        "Query": "RithumProducts",
+        "CompanyId": "Company",
+        "Id": notification_id,
+        "TimeStamp": 638465233453014192,
+        "AdditionalInfo": {},
+    }
+
+
+async def test_duplicated_notification_causes_one_write(fresh: Stack, clean_db) -> None:
+    fresh.reset(items=10)
+    with fresh.acu() as acu:
+        for definition in acu.get("/push/definitions").json():  # only our own notifications below
+            acu.delete(f"/push/definitions/{definition['query']}")
+        acu.post("/records/StockItem", json={"records": [new_item("RT-DUP")]}).raise_for_status()
+    webhook = f"{fresh.ingress}/webhooks/acumatica"
+    first = notification("RT-DUP", "Wooden train set", str(uuid.uuid4()))
+    assert httpx.post(webhook, json=first, headers={"Authorization": SECRET}).status_code == 202
+    await eventually(lambda: rithum_product(fresh, "RT-DUP"), what="RT-DUP on Rithum")
+    await eventually(lambda: attr(acumatica_item(fresh, "RT-DUP"), "CAPRODUCTID"), what="write-back")
+    with fresh.rit() as rit:
+        rit.delete("/stats")
+    # The same notification again, and a resend under a new Id for the same unchanged item.
+    second = notification("RT-DUP", "Wooden train set", str(uuid.uuid4()))
+    for body in (first, first, second):
+        assert httpx.post(webhook, json=body, headers={"Authorization": SECRET}).status_code == 202
+
+    async def resend_handled() -> bool:
+        stored = await record(clean_db, "RT-DUP")
+        return stored is not None and stored.last_operation == "Not Changed"
+
+    await eventually(resend_handled, timeout=20, what="the resend to be handled")
+    with fresh.rit() as rit:
+        writes = {k: v for k, v in rit.get("/stats").json()["by_kind"].items() if k.startswith("products.")}
+    assert writes.get("products.create", 0) == 0 and writes.get("products.update", 0) == 0, writes
+    assert Counter(p["Sku"] for p in rithum_products(fresh))["RT-DUP"] == 1
+
+
+async def test_consumer_killed_mid_run_completes_without_duplicates(fresh: Stack, clean_db) -> None:
+    fresh.reset(items=400)
+    with fresh.api() as api:
+        api.put("/config", json={"feed_threshold": 100_000, "batch_size": 20}).raise_for_status()
+        job_id = api.post("/sync/product", json={"mode": "full"}).raise_for_status().json()["job_id"]
+        await eventually(lambda: api.get(f"/jobs/{job_id}").json()["counts"]["processed"] > 0, what="the job to start")
+    fresh.kill_consumer(signal.SIGKILL)
+    fresh.start_consumer()
+    job = fresh.wait_job(job_id)
+    assert job["status"] == "succeeded"
+    want = expected(fresh)
+    eligible = want["standalone"] | want["parent"] | set(want["child"]) | set(want["bundle"])
+    skus = Counter(p["Sku"] for p in rithum_products(fresh))
+    assert set(skus) == eligible
+    assert max(skus.values()) == 1
+
+
+async def test_rithum_outage_and_429_bursts_during_a_sync(fresh: Stack, clean_db) -> None:
+    fresh.reset(items=150)
+    with fresh.api() as api, fresh.rit() as rit:
+        api.put("/config", json={"feed_threshold": 100_000, "retry_delays": [1, 2], "max_attempts": 20})
+        rit.patch("/faults", json={"outage": True}).raise_for_status()
+        job_id = api.post("/sync/product", json={"mode": "full"}).raise_for_status().json()["job_id"]
+        job = fresh.wait_job(job_id)
+        rit.patch("/faults", json={"outage": False, "burst_429": 15, "retry_after": 1}).raise_for_status()
+    assert job["status"] == "succeeded" and job["counts"]["failed"] > 0  # handed to the retry path
+    want = expected(fresh)
+    eligible = want["standalone"] | want["parent"] | set(want["child"]) | set(want["bundle"])
+
+    async def all_processed() -> bool:
+        async with clean_db() as session:
+            rows = (await session.scalars(select(SyncRecord).where(SyncRecord.acumatica_key.in_(eligible)))).all()
+        return len(rows) == len(eligible) and all(r.status == "Processed" for r in rows)
+
+    await eventually(all_processed, timeout=120, what="every record Processed after Rithum came back")
+    skus = Counter(p["Sku"] for p in rithum_products(fresh))
+    assert set(skus) == eligible and max(skus.values()) == 1
