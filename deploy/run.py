@@ -34,7 +34,7 @@ def main() -> int:
         "",
         "=" * 72,
         f"  Connector API and docs:   http://127.0.0.1:{port}/docs",
-        f"  Ops dashboard:            http://127.0.0.1:{port}/dashboard",
+        f"  Queues, jobs, config:     http://127.0.0.1:{port}/api/v1/queues (bearer token below)",
         f"  API token{' (generated)' if generated else ''}:    {token}",
         "  Acumatica sandbox:        http://127.0.0.1:8101  (admin at /_sandbox/)",
         "  Rithum sandbox:           http://127.0.0.1:8102  (admin at /_sandbox/), FTP on 2121",
