@@ -189,6 +189,12 @@ class ProductPipeline:
                     for key, reason in p.unlist:
                         error = f"{reason}; Rithum unavailable: {exc}"
                         p.outcomes[key] = Outcome(key, SyncStatus.FAILED, "Failed to Unlist", error=error)
+        if job_id is None:  # in real time a notification was received: say it cost nothing
+            for key in p.untouched:
+                stored = records[key]
+                p.outcomes[key] = Outcome(
+                    key, SyncStatus.SKIPPED, "Not Changed", rithum_id=stored.rithum_id, kind=stored.kind
+                )
         for key, modified in p.modified.items():
             if key in p.outcomes and modified is not None:
                 p.outcomes[key].source_modified_at = modified
