@@ -21,6 +21,8 @@ def main() -> int:
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # The sandbox's license has no per-minute limit; a real tenant's limit comes from the environment.
+    env.setdefault("ACUMATICA_REQUESTS_PER_MINUTE", "6000")
     generated = "API_TOKEN" not in env
     token = env.setdefault("API_TOKEN", secrets.token_urlsafe(24))
     port = env.get("INGRESS_PORT", "8000")

@@ -94,6 +94,7 @@ def stack(settings: Settings, sessionmaker) -> Iterator[Stack]:
         "RITHUM_API_URL": f"http://127.0.0.1:{rit_port}",
         "RITHUM_FTP_URL": f"ftp://sandbox:sandbox@127.0.0.1:{ftp_port}",
         "RITHUM_FEED_POLL_SECONDS": "0.2",
+        "ACUMATICA_REQUESTS_PER_MINUTE": "6000",  # the sandbox license has no per-minute limit
         "LOG_LEVEL": "INFO",
     }
     env = {**os.environ, **env}
