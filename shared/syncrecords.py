@@ -52,6 +52,7 @@ async def load(session: AsyncSession, entity: str, keys: Iterable[str]) -> dict[
 
 async def save(session: AsyncSession, entity: str, outcomes: Sequence[Outcome], *, job_id: int | None = None) -> None:
     """Upsert outcomes. A failure increments the attempt count; any other outcome resets it.
+    A Skipped (unchanged) outcome keeps the stored status and only updates the last operation.
 
     Fields an outcome does not know (hash, Rithum ID) keep their stored value, so a failed update
     never forgets which Rithum product the record belongs to.
@@ -85,7 +86,11 @@ async def save(session: AsyncSession, entity: str, outcomes: Sequence[Outcome], 
         set_={
             "rithum_id": func.coalesce(stmt.excluded.rithum_id, SyncRecord.rithum_id),
             "kind": func.coalesce(stmt.excluded.kind, SyncRecord.kind),
-            "status": stmt.excluded.status,
+            # "Not changed" says nothing new about the record: it keeps its status (e.g. Processed).
+            "status": case(
+                (stmt.excluded.status == literal_column(f"'{SyncStatus.SKIPPED.value}'"), SyncRecord.status),
+                else_=stmt.excluded.status,
+            ),
             "last_operation": stmt.excluded.last_operation,
             "last_error": stmt.excluded.last_error,
             "attempt_count": case((failed, SyncRecord.attempt_count + 1), else_=0),
