@@ -20,7 +20,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.consumers.product import transform as T
-from services.consumers.product.source import Family, Gone, Kit, Simple, Unit
+from services.consumers.product.source import Family, Gone, Kit, Simple, Unit, changed_at, parse_stamp
 from shared import syncrecords
 from shared.acumatica.client import AcumaticaClient
 from shared.acumatica.errors import AcumaticaError
@@ -50,16 +50,6 @@ class Plan:
     untouched: set[str] = field(default_factory=set)
 
 
-def _modified(record: dict[str, Any]) -> datetime | None:
-    value = record.get("LastModified") or record.get("LastModifiedDateTime")
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return value
-
-
 def plan(units: Sequence[Unit], rules: T.ProductRules, records: dict[str, SyncRecord]) -> Plan:
     """Apply the rules and the transform (pure): what to write, unlist, filter or skip."""
     p = Plan()
@@ -76,7 +66,7 @@ def plan(units: Sequence[Unit], rules: T.ProductRules, records: dict[str, SyncRe
 
     def add(product: T.RithumProduct, entity: str, record: dict[str, Any]) -> None:
         p.items[product.sku] = (entity, record)
-        p.modified[product.sku] = _modified(record)
+        p.modified[product.sku] = changed_at(record)
         stored = records.get(product.sku)
         if (
             stored is not None
@@ -161,6 +151,7 @@ class ProductPipeline:
         self.write_back_slots = asyncio.Semaphore(write_back_concurrency)
         self.feed_lookup_margin = feed_lookup_margin
         self._dcs: list[int] | None = None
+        self._feed_mark: datetime | None = None  # newest UpdateDateUtc a feed lookup has seen (Rithum's clock)
 
     async def sync(
         self, units: Sequence[Unit], rules: T.ProductRules, *, feed_threshold: int, job_id: int | None = None
@@ -261,6 +252,8 @@ class ProductPipeline:
         name = f"products-{job_id or 'rt'}-{uuid.uuid4().hex[:12]}.txt"
         slots = max((len(p.body.get("Attributes", ())) for p in products), default=0)
         started = datetime.now(UTC) - self.feed_lookup_margin
+        if self._feed_mark is not None:  # taken before the upload: this feed's rows are processed after it
+            started = max(started, self._feed_mark)
         log.info("sending %d products as feed %s", len(products), name)
         result = await self.feeds.publish(name, FeedWriter(attribute_slots=slots).lines(feed_row(p) for p in products))
         if result.file_error:
@@ -290,12 +283,21 @@ class ProductPipeline:
         return outcomes
 
     async def _ids_changed_since(self, since: datetime, wanted: set[str]) -> dict[str, int]:
-        """IDs of products the feed touched: one paged query by update time, not one lookup per SKU."""
+        """IDs of products the feed touched: one paged query by update time, not one lookup per SKU.
+
+        Remembering the newest update time seen keeps the next feed's query from paging through
+        every product the earlier feeds of a long job wrote (quadratic in the catalogue size).
+        """
         found: dict[str, int] = {}
+        newest = self._feed_mark
         query = f"UpdateDateUtc ge {odata_datetime(since)}"
-        async for row in self.rithum.iterate_products(filter=query, select=("ID", "Sku")):
+        async for row in self.rithum.iterate_products(filter=query, select=("ID", "Sku", "UpdateDateUtc")):
             if row["Sku"] in wanted:
                 found[row["Sku"]] = int(row["ID"])
+            updated = parse_stamp(row.get("UpdateDateUtc"))
+            if updated is not None and (newest is None or updated > newest):
+                newest = updated
+        self._feed_mark = newest
         return found
 
     # -- write-back of the CA Product ID ---------------------------------------------------------
@@ -319,7 +321,7 @@ class ProductPipeline:
                     with log_context(entity=ENTITY, record_key=outcome.key):
                         saved = await self.acumatica.put(entity, body)
                     # Our own write moves LastModified; remember it so a delta does not count it as a change.
-                    p.modified[outcome.key] = _modified(saved) or p.modified.get(outcome.key)
+                    p.modified[outcome.key] = changed_at(saved) or p.modified.get(outcome.key)
                 except AcumaticaError as exc:
                     # The product is on Rithum; only the cross-reference failed. Say so, keep Processed.
                     outcome.error = f"CA Product ID not written back to Acumatica: {exc}"

@@ -139,38 +139,72 @@ class ProductSource:
         return [*simple, *templates.values(), *(Kit(item, specs.get(key)) for key, item in kits.items())]
 
     async def pages(self, start: datetime | None, end: datetime | None) -> AsyncIterator[list[Unit]]:
-        """Everything changed in [start, end) (all when start is None), a page of units at a time.
+        """Everything changed in [start, end] (all when start is None), a page of units at a time.
 
         Templates whose own record changed come first, so their families' parents exist before
-        any variant page; kits whose specification changed (without the item changing) last.
+        any variant page; kits after every other stock item, so their components exist; kits whose
+        specification changed (without the item changing) last. Acumatica is asked for the lower
+        bound only and `end` is applied here: the ID write-back moves an item's stamp past `end`,
+        and an item leaving the filtered set while it is paged with `$skip` would make the next
+        page skip items never seen.
         """
-        window = F.changed_between(start, end, "LastModified")
+        window = F.changed_between(start, None, "LastModified")
         seen_templates: set[str] = set()
-        async for page in self._paged("TemplateItems", window, ITEM_EXPAND):
+        async for page in self._paged("TemplateItems", window, ITEM_EXPAND, end=end):
             seen_templates.update(t["InventoryID"] for t in page)
             yield await self.units([], extra_templates=page)
         seen_kits: set[str] = set()
-        async for page in self._paged("StockItem", window, ITEM_EXPAND):
-            seen_kits.update(i["InventoryID"] for i in page if i.get("IsAKit"))
+        async for page in self._paged("StockItem", window, ITEM_EXPAND, end=end):
+            items = [i for i in page if not i.get("IsAKit")]
+            if items:
+                yield await self.units(items)
+        kit_window = F.all_of(window, F.field("IsAKit").eq(True))
+        async for page in self._paged("StockItem", kit_window, ITEM_EXPAND, end=end):
+            seen_kits.update(i["InventoryID"] for i in page)
             yield await self.units(page)
-        spec_window = F.changed_between(start, end, "LastModifiedDateTime")
+        spec_window = F.changed_between(start, None, "LastModifiedDateTime")
         async for page in self._paged(
-            "KitSpecification", spec_window, ("StockComponents",), select=("KitInventoryID",)
+            "KitSpecification",
+            spec_window,
+            ("StockComponents",),
+            select=("KitInventoryID", "LastModifiedDateTime"),
+            end=end,
         ):
             keys = [s["KitInventoryID"] for s in page if s["KitInventoryID"] not in seen_kits]
             if keys:
                 yield await self.resolve(keys)
 
     async def _paged(
-        self, entity: str, window: F.Filter | None, expand: Sequence[str], select: Sequence[str] | None = None
+        self,
+        entity: str,
+        window: F.Filter | None,
+        expand: Sequence[str],
+        select: Sequence[str] | None = None,
+        *,
+        end: datetime | None = None,
     ) -> AsyncIterator[list[dict[str, Any]]]:
         skip = 0
         while True:
             page = await self.client.list(
                 entity, filter=window, expand=expand, select=select, top=self.page_size, skip=skip
             )
-            if page:
-                yield [_strip(r) for r in page]
+            kept = [_strip(r) for r in page if end is None or (changed_at(r) or end) <= end]
+            if kept:
+                yield kept
             if len(page) < self.page_size:
                 return
             skip += len(page)
+
+
+def changed_at(record: dict[str, Any]) -> datetime | None:
+    """The record's change stamp (`LastModified`, else `LastModifiedDateTime`)."""
+    return parse_stamp(record.get("LastModified") or record.get("LastModifiedDateTime"))
+
+
+def parse_stamp(value: Any) -> datetime | None:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return value

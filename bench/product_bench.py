@@ -1,0 +1,434 @@
+"""Product sync throughput: a full sync through the FTP path, and the real-time path vs plain aio-pika.
+
+The whole stack runs as real processes (both sandboxes, the ingress, the product consumer) with
+an AMQP prefix and a database of its own (`connector_bench`, emptied first), so it can share the
+broker and Postgres with test runs. Peak resident memory of every child process is sampled every
+0.5 s.
+
+1. Full sync: Acumatica is seeded with N items, the demo is configured, item pages go as FTP feeds
+   (site config `feed_threshold`), and `POST /api/v1/sync/product {"mode": "full"}` is timed until
+   the job finished. Rithum API calls are what its limits count (each `$batch` part included).
+2. Real time: a small catalogue is fully synced first, then K record envelopes are published for
+   items that did not change (a read from Acumatica, equal content hash, no Rithum call) and, if
+   asked, for K changed items (a Rithum `$batch` update each). Timed from the first publish until the
+   consumer has saved every record's outcome. Baseline: a plain aio-pika consumer acking the same
+   number of envelopes from a quorum queue of the same topology, timed the same way.
+
+    .venv/bin/python bench/product_bench.py [--items 100000] [--rt-items 3000] [--messages 2000] [--changed 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+import psutil
+from aio_pika.abc import AbstractIncomingMessage
+from sqlalchemy import text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # deploy/ and tests/ are not installed packages
+
+from deploy.demo import configure  # noqa: E402
+from shared.db.engine import make_engine  # noqa: E402
+from shared.db.migrate import ensure_database, upgrade  # noqa: E402
+from shared.db.models import Base  # noqa: E402
+from shared.messaging.envelope import Envelope  # noqa: E402
+from shared.messaging.publisher import Publisher  # noqa: E402
+from shared.messaging.topology import Topology  # noqa: E402
+from shared.settings import get_settings  # noqa: E402
+from tests.support.broker import delete_topology  # noqa: E402
+from tests.support.processes import free_port, service, stop  # noqa: E402
+
+TOKEN = "bench-token"
+SECRET = "bench-webhook-secret"
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/connector_bench")
+PUBLISH_CHUNK = 500
+PHASE_TIMEOUT_SECONDS = 1800
+
+
+class MemorySampler:
+    """Peak RSS per named process (with its children), sampled in a thread every `interval` seconds."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval = interval
+        self.processes: dict[str, psutil.Process] = {}
+        self.peak: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def watch(self, name: str, pid: int) -> None:
+        self.processes[name] = psutil.Process(pid)
+
+    def reset(self) -> None:
+        self.peak.clear()
+
+    def _sample(self) -> None:
+        for name, proc in list(self.processes.items()):
+            try:
+                rss = sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
+            except psutil.Error:
+                continue
+            self.peak[name] = max(self.peak.get(name, 0), rss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def report(self) -> str:
+        return ", ".join(f"{name} {rss / 2**20:.0f} MB" for name, rss in self.peak.items())
+
+
+@dataclass
+class Stack:
+    ingress: str
+    acumatica: str
+    rithum: str
+    prefix: str
+    env: dict[str, str]
+    memory: MemorySampler
+    consumer: subprocess.Popen | None = None
+    _exit: ExitStack = field(default_factory=ExitStack)
+
+    def start_consumer(self) -> None:
+        self.consumer = subprocess.Popen(
+            [sys.executable, "-m", "services.consumers", "product"],
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            start_new_session=True,
+        )
+        self.memory.watch("consumer-product", self.consumer.pid)
+
+    def stop_consumer(self) -> None:
+        if self.consumer is not None:
+            stop(self.consumer)
+            self.consumer = None
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(base_url=f"{self.ingress}/api/v1", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+
+    def acu(self) -> httpx.Client:
+        return httpx.Client(base_url=f"{self.acumatica}/_sandbox", timeout=600)
+
+    def rit(self) -> httpx.Client:
+        return httpx.Client(base_url=f"{self.rithum}/_sandbox", timeout=60)
+
+    def reset(self, items: int, feed_threshold: int) -> None:
+        """A fresh catalogue of `items`, an empty Rithum and state store, the demo configured."""
+        asyncio.run(truncate())
+        with self.acu() as acu, self.rit() as rit:
+            acu.post("/reset").raise_for_status()
+            acu.post("/seed", json={"items": items, "random_seed": 7}).raise_for_status()
+            rit.post("/reset").raise_for_status()
+            rit.patch("/config", json={"feed_delay": 0.2}).raise_for_status()
+        configure(ingress=self.ingress, token=TOKEN, acumatica=self.acumatica, webhook_secret=SECRET)
+        with self.api() as api:
+            api.put("/config", json={"feed_threshold": feed_threshold}).raise_for_status()
+
+    def clear_stats(self) -> None:
+        with self.acu() as acu, self.rit() as rit:
+            acu.delete("/stats").raise_for_status()
+            rit.delete("/stats").raise_for_status()
+
+    def stats(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        with self.acu() as acu, self.rit() as rit:
+            return acu.get("/stats").raise_for_status().json(), rit.get("/stats").raise_for_status().json()
+
+    def run_job(self, mode: str = "full") -> tuple[dict[str, Any], float]:
+        started = time.perf_counter()
+        with self.api() as api:
+            job_id = api.post("/sync/product", json={"mode": mode}).raise_for_status().json()["job_id"]
+            deadline = time.monotonic() + PHASE_TIMEOUT_SECONDS
+            while True:
+                job = api.get(f"/jobs/{job_id}").raise_for_status().json()
+                if job["status"] in ("succeeded", "failed"):
+                    return job, time.perf_counter() - started
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"job {job_id} still {job['status']} after {PHASE_TIMEOUT_SECONDS}s")
+                time.sleep(0.2)
+
+
+@contextmanager
+def stack(acumatica_rpm: int, log_level: str = "WARNING") -> Iterator[Stack]:
+    acu_port, rit_port, ftp_port, ingress_port = free_port(), free_port(), free_port(), free_port()
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    env = {
+        "DATABASE_URL": DATABASE_URL,
+        "AMQP_PREFIX": prefix,
+        "INGRESS_PORT": str(ingress_port),
+        "API_TOKEN": TOKEN,
+        "WEBHOOK_SECRET": SECRET,
+        "ACUMATICA_URL": f"http://127.0.0.1:{acu_port}",
+        "RITHUM_API_URL": f"http://127.0.0.1:{rit_port}",
+        "RITHUM_FTP_URL": f"ftp://sandbox:sandbox@127.0.0.1:{ftp_port}",
+        "RITHUM_FEED_POLL_SECONDS": "0.2",
+        "ACUMATICA_REQUESTS_PER_MINUTE": str(acumatica_rpm),
+        "LOG_LEVEL": log_level,
+    }
+    s = Stack(
+        ingress=f"http://127.0.0.1:{ingress_port}",
+        acumatica=env["ACUMATICA_URL"],
+        rithum=env["RITHUM_API_URL"],
+        prefix=prefix,
+        env=env,
+        memory=MemorySampler(),
+    )
+    processes = {
+        "acumatica-sandbox": (
+            ["services.sandbox.acumatica", "--port", str(acu_port)],
+            f"{s.acumatica}/_sandbox/health",
+        ),
+        "rithum-sandbox": (
+            ["services.sandbox.rithum", "--port", str(rit_port), "--ftp-port", str(ftp_port)],
+            f"{s.rithum}/_sandbox/health",
+        ),
+        "ingress": (["services.ingress"], f"{s.ingress}/readyz"),
+    }
+    try:
+        with s._exit, s.memory:
+            for name, (args, health) in processes.items():
+                proc = s._exit.enter_context(service(args, health, env=env, timeout=60))
+                s.memory.watch(name, proc.pid)
+            s.start_consumer()
+            try:
+                yield s
+            finally:
+                s.stop_consumer()
+    finally:
+        delete_topology(prefix)
+
+
+async def truncate() -> None:
+    engine = make_engine(DATABASE_URL)
+    try:
+        async with engine.begin() as conn:
+            names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+            await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def full_sync(s: Stack, items: int, feed_threshold: int) -> dict[str, float]:
+    print(f"\n== full sync: {items} Acumatica items, feed threshold {feed_threshold}", flush=True)
+    seeded = time.perf_counter()
+    s.reset(items, feed_threshold)
+    print(f"   seeded and configured in {time.perf_counter() - seeded:.1f} s", flush=True)
+    s.clear_stats()
+    s.memory.reset()
+    job, wall = s.run_job("full")
+    acu, rit = s.stats()
+    counts = job["counts"]
+    synced = counts.get("processed", 0)
+    per_record = rit["api_calls"] / synced if synced else float("nan")
+    print(f"   job {job['status']}: {counts}")
+    print(
+        f"   wall time {wall:.1f} s, {synced / wall:.0f} records/s processed, "
+        f"{counts.get('found', 0) / wall:.0f} records/s found"
+    )
+    print(
+        f"   Rithum: {rit['api_calls']} API calls ({per_record:.4f} per record), by kind {rit['by_kind']}, "
+        f"FTP {rit['ftp']}"
+    )
+    print(f"   Acumatica: {acu['total']} requests {acu['requests']}")
+    print(f"   peak RSS: {s.memory.report()}")
+    peak = max(s.memory.peak.values())
+    print(
+        f"   goals: < 120 s {met(wall < 120)}; <= 0.02 Rithum calls/record {met(per_record <= 0.02)}; "
+        f"< 300 MB per process {met(peak < 300 * 2**20)}",
+        flush=True,
+    )
+    return {"wall": wall, "records_per_s": synced / wall, "rithum_per_record": per_record}
+
+
+async def processed_keys(limit: int) -> list[str]:
+    engine = make_engine(DATABASE_URL)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT acumatica_key FROM sync_records WHERE status = 'Processed' ORDER BY id LIMIT :n"),
+                {"n": limit},
+            )
+            return [r[0] for r in rows]
+    finally:
+        await engine.dispose()
+
+
+async def publish(publisher: Publisher, entity: str, keys: list[str]) -> None:
+    for i in range(0, len(keys), PUBLISH_CHUNK):
+        await publisher.publish_many(
+            Envelope(entity=entity, kind="records", op="updated", key=k, source="bench")
+            for k in keys[i : i + PUBLISH_CHUNK]
+        )
+
+
+async def through_consumer(s: Stack, publisher: Publisher, keys: list[str]) -> float:
+    """Envelopes for `keys` published while the consumer is stopped, then consumed: messages/s.
+
+    Timed from the consumer's first saved batch to its last (the first batch's messages are not
+    counted), so neither process start-up nor publishing is measured.
+    """
+    s.stop_consumer()
+    since = datetime.now(UTC)
+    await publish(publisher, "product", keys)
+    s.start_consumer()
+    engine = make_engine(DATABASE_URL)
+    where = "entity = 'product' AND last_attempt_at >= :since AND acumatica_key = ANY(:keys)"
+    try:
+        async with asyncio.timeout(PHASE_TIMEOUT_SECONDS):
+            while True:
+                async with engine.connect() as conn:
+                    done = (
+                        await conn.execute(
+                            text(f"SELECT count(*) FROM sync_records WHERE {where}"), {"since": since, "keys": keys}
+                        )
+                    ).scalar_one()
+                if done >= len(keys):
+                    break
+                await asyncio.sleep(0.2)
+            async with engine.connect() as conn:
+                batches = (
+                    await conn.execute(
+                        text(f"SELECT last_attempt_at, count(*) FROM sync_records WHERE {where} GROUP BY 1 ORDER BY 1"),
+                        {"since": since, "keys": keys},
+                    )
+                ).all()
+    finally:
+        await engine.dispose()
+    span = (batches[-1][0] - batches[0][0]).total_seconds()
+    return (len(keys) - batches[0][1]) / span
+
+
+async def plain_consume(publisher: Publisher, url: str, queue_name: str, count: int, prefetch: int) -> float:
+    """Plain aio-pika acking `count` pre-published envelopes on a quorum queue: messages/s.
+
+    Timed from the first message received to the last ack (the first message is not counted).
+    """
+    await publish(publisher, "category", [f"BASE{i:06d}" for i in range(count)])
+    done = asyncio.Event()
+    seen = 0
+    first = 0.0
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        nonlocal seen, first
+        if not seen:
+            first = time.perf_counter()
+        await message.ack()
+        seen += 1
+        if seen == count:
+            done.set()
+
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        queue = await channel.get_queue(queue_name, ensure=False)
+        await queue.consume(on_message)
+        async with asyncio.timeout(PHASE_TIMEOUT_SECONDS):
+            await done.wait()
+        return (count - 1) / (time.perf_counter() - first)
+
+
+async def realtime_rates(s: Stack, messages: int, changed: int) -> None:
+    settings = get_settings()
+    topology = Topology(s.prefix)
+    with s.api() as api:
+        prefetch = api.get("/config").raise_for_status().json()["message_queue_threshold"]
+    keys = await processed_keys(messages + changed)
+    unchanged_keys, changed_keys = keys[:messages], keys[messages : messages + changed]
+    async with Publisher(settings.amqp_url_plain, topology, name="bench-publisher") as publisher:
+        # The baseline reads the category queue, which no running consumer reads.
+        plain = await plain_consume(
+            publisher, settings.amqp_url_plain, topology.queue("category", "records"), len(unchanged_keys), prefetch
+        )
+        s.clear_stats()
+        ours = await through_consumer(s, publisher, unchanged_keys)
+        acu, rit = s.stats()
+        print(f"   plain aio-pika (prefetch {prefetch}): {plain:.0f} msg/s")
+        print(
+            f"   product consumer, {len(unchanged_keys)} unchanged items: {ours:.0f} msg/s, ratio {ours / plain:.2f} "
+            f"(goal >= 0.3: {met(ours / plain >= 0.3)}); Acumatica requests {acu['total']}, "
+            f"Rithum API calls {rit['api_calls']}",
+            flush=True,
+        )
+        if changed_keys:
+            with s.acu() as acu_admin:  # no push notifications: only the envelopes published here count
+                for definition in acu_admin.get("/push/definitions").raise_for_status().json():
+                    acu_admin.delete(f"/push/definitions/{definition['query']}").raise_for_status()
+                acu_admin.post(
+                    "/records/StockItem/change",
+                    json={"keys": changed_keys, "set": {"Description": "Changed by bench"}, "single_transaction": True},
+                ).raise_for_status()
+            s.clear_stats()
+            rate = await through_consumer(s, publisher, changed_keys)
+            acu, rit = s.stats()
+            print(
+                f"   product consumer, {len(changed_keys)} changed items: {rate:.0f} msg/s, ratio {rate / plain:.2f}; "
+                f"Acumatica requests {acu['total']}, Rithum API calls {rit['api_calls']} {rit['by_kind']}",
+                flush=True,
+            )
+
+
+def realtime(s: Stack, items: int, messages: int, changed: int, feed_threshold: int) -> None:
+    print(f"\n== real time: catalogue of {items} items synced first, then {messages} unchanged / {changed} changed")
+    s.reset(items, feed_threshold)
+    job, wall = s.run_job("full")
+    print(f"   catalogue synced in {wall:.1f} s: {job['counts']}", flush=True)
+    asyncio.run(realtime_rates(s, messages, changed))
+
+
+def main(args: argparse.Namespace) -> None:
+    asyncio.run(ensure_database(DATABASE_URL))
+    upgrade(DATABASE_URL)
+    print(
+        f"{os.cpu_count()} CPUs, database {DATABASE_URL.rsplit('/', 1)[-1]}, "
+        f"ACUMATICA_REQUESTS_PER_MINUTE={args.acumatica_rpm}",
+        flush=True,
+    )
+    with stack(args.acumatica_rpm, args.log_level) as s:
+        if args.items:
+            full_sync(s, args.items, args.feed_threshold)
+        if args.messages:
+            realtime(s, args.rt_items, args.messages, args.changed, args.feed_threshold)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=100_000, help="catalogue size of the full sync (0: skip it)")
+    parser.add_argument("--feed-threshold", type=int, default=500)
+    parser.add_argument("--rt-items", type=int, default=3000, help="catalogue size of the real-time runs")
+    parser.add_argument("--messages", type=int, default=2000, help="unchanged-item envelopes (0: skip real time)")
+    parser.add_argument("--changed", type=int, default=500, help="changed-item envelopes (0: skip)")
+    parser.add_argument(
+        "--acumatica-rpm",
+        type=int,
+        default=0,
+        help="client-side Acumatica requests/minute (0: none; the sandbox has none)",
+    )
+    parser.add_argument("--log-level", default="WARNING", help="log level of the services")
+    main(parser.parse_args())
