@@ -48,16 +48,12 @@ async def start_sync(entity: EntityName, body: SyncRequest, request: Request) ->
             raise HTTPException(422, f"'{name}' needs a time zone offset (e.g. 2026-01-01T00:00:00Z)")
     try:
         async with runtime.sessionmaker() as session, session.begin():
-            job, envelope = await create_job(
+            job, _ = await create_job(
                 session, entity=entity, mode=body.mode, window_from=body.window_from, window_to=body.window_to
             )
     except JobRequestError as exc:
         raise HTTPException(422, str(exc)) from exc
-    # Fast path: publish right away; if the broker is down the relay retries from the outbox.
-    try:
-        await runtime.relay.relay_once([envelope.message_id])
-    except Exception:
-        runtime.relay.wake()
+    runtime.relay.wake()  # the relay publishes it now, or from the outbox once the broker is back
     return {"job_id": job.id, "status": job.status, "entity": entity, "mode": body.mode.value}
 
 
