@@ -14,6 +14,8 @@ from typing import Any
 
 SYSTEM_FIELDS = frozenset({"id", "rowNumber", "note", "delete", "error", "files", "_links"})
 _VALUE_KEYS = frozenset({"value", "error", "type"})
+# Values `plain` returns unchanged (exact types: a subclass such as an enum goes the general way).
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 _CUSTOM_TYPES = (
     (bool, "CustomBooleanField"),
     (int, "CustomIntField"),
@@ -73,18 +75,22 @@ def unwrap(obj: Any) -> Any:
 
 def wrap(obj: Any) -> Any:
     """Plain structure → value-wrapped JSON, the inverse of `unwrap`."""
+    if type(obj) in _JSON_SCALARS:
+        return {"value": obj}
     if isinstance(obj, list):
         return [wrap(item) for item in obj]
     if not isinstance(obj, Mapping):
         return {"value": plain(obj)}
     out: dict[str, Any] = {}
     for key, val in obj.items():
-        if key == "custom" and isinstance(val, Mapping):
+        if key in SYSTEM_FIELDS:
+            out[key] = val
+        elif type(val) in _JSON_SCALARS:  # most fields: skip the call and the ABC checks (sandbox list pages)
+            out[key] = {"value": val}
+        elif key == "custom" and isinstance(val, Mapping):
             out[key] = {
                 view: {name: custom_value(field) for name, field in fields.items()} for view, fields in val.items()
             }
-        elif key in SYSTEM_FIELDS:
-            out[key] = val
         else:
             out[key] = wrap(val)
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from itertools import islice
 from typing import Any
 
@@ -141,12 +142,17 @@ async def list_records(endpoint: str, version: str, entity: str, request: Reques
     sandbox.auth.require(request)
     spec = _spec(endpoint, version, entity)
     params = request.query_params
-    predicate = parse_filter(spec, params.get("$filter"))
+    query = parse_filter(spec, params.get("$filter"))
     view = _view(spec, request)
     skip = parse_int(params.get("$skip"), "$skip") or 0
     top = parse_int(params.get("$top"), "$top")
-    rows = sandbox.store.table(entity).rows.values()
-    matched = rows if predicate is None else filter(predicate, rows)
+    table = sandbox.store.table(entity)
+    if query is None:
+        matched: Iterable[dict[str, Any]] = table.rows.values()
+    elif query.keys is not None:  # a batch of keys: look them up rather than test every row
+        matched = table.matching(query.keys)
+    else:
+        matched = filter(query.test, table.rows.values())
     page = islice(matched, skip, None if top is None else skip + top)
     render = sandbox.renderer.render
     return json_response(200, [render(spec, record, view, skip + n) for n, record in enumerate(page, 1)])

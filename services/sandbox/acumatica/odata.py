@@ -2,13 +2,17 @@
 
 A filter is parsed once per request into a predicate over plain records, so a list query only pays
 for evaluating it on the records it walks. Comparisons behave like SQL Server's default collation
-(case-insensitive strings), which is what the real API runs on.
+(case-insensitive strings), which is what the real API runs on. A filter that is only `or`-ed
+equalities of the entity's leading key field with string literals (`InventoryID eq 'A' or ...`, what
+the connector sends for a batch of keys) also yields those literals, so the store can look the rows
+up instead of testing every one.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -50,9 +54,14 @@ _FUNCTIONS = {
 }
 
 
+def fold(text: str) -> str:
+    """A string as `$filter` compares it: trailing spaces ignored, case-insensitive."""
+    return text.rstrip().casefold()
+
+
 def _comparable(value: Any) -> Any:
     if isinstance(value, str):
-        return value.rstrip().casefold()
+        return fold(value)
     if isinstance(value, datetime) and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     if isinstance(value, date) and not isinstance(value, datetime):
@@ -102,6 +111,14 @@ def field_getter(spec: EntitySpec, path: str) -> Getter:
     return get
 
 
+@dataclass(frozen=True, slots=True)
+class Filter:
+    test: Predicate
+    # String literals the leading key field is compared `eq` with, when the whole filter is an `or` of
+    # such comparisons: exactly the rows whose key equals one of them match (None: test every row).
+    keys: tuple[str, ...] | None = None
+
+
 class _Parser:
     def __init__(self, spec: EntitySpec, text: str) -> None:
         self.spec = spec
@@ -131,50 +148,62 @@ class _Parser:
         token = self.peek()
         return token is not None and token[0] == "name" and token[1] in words
 
-    def parse(self) -> Predicate:
-        predicate = self.or_expr()
+    def parse(self) -> Filter:
+        result = self.or_expr()
         if self.peek() is not None:
             raise QueryError(f"$filter: unexpected {self.peek()[1]!r}")  # type: ignore[index]
-        return predicate
+        return result
 
-    def or_expr(self) -> Predicate:
+    def or_expr(self) -> Filter:
         parts = [self.and_expr()]
         while self.is_word("or"):
             self.take()
             parts.append(self.and_expr())
-        return parts[0] if len(parts) == 1 else lambda r: any(p(r) for p in parts)
+        if len(parts) == 1:
+            return parts[0]
+        tests = [p.test for p in parts]
+        keys = tuple(k for p in parts for k in p.keys or ()) if all(p.keys is not None for p in parts) else None
+        return Filter(lambda r: any(t(r) for t in tests), keys)
 
-    def and_expr(self) -> Predicate:
+    def and_expr(self) -> Filter:
         parts = [self.not_expr()]
         while self.is_word("and"):
             self.take()
             parts.append(self.not_expr())
-        return parts[0] if len(parts) == 1 else lambda r: all(p(r) for p in parts)
+        if len(parts) == 1:
+            return parts[0]
+        tests = [p.test for p in parts]
+        return Filter(lambda r: all(t(r) for t in tests))
 
-    def not_expr(self) -> Predicate:
+    def not_expr(self) -> Filter:
         if self.is_word("not"):
             self.take()
-            inner = self.not_expr()
-            return lambda r: not inner(r)
+            inner = self.not_expr().test
+            return Filter(lambda r: not inner(r))
         return self.comparison()
 
-    def comparison(self) -> Predicate:
+    def comparison(self) -> Filter:
         if self.peek() == ("punct", "("):
             self.take()
             inner = self.or_expr()
             self.take(")")
             return inner
+        subject = self.peek()
         left = self.operand()
         if self.is_word(*_COMPARISONS):
             op = self.take()[1]
+            literal = self.peek()
             right = self.operand()
-            return lambda r: _compare(op, left(r), right(r))
-        return lambda r: left(r) is True
+            keys = None
+            if op == "eq" and subject == ("name", self.spec.keys[0]) and literal and literal[0] == "string":
+                keys = (_string(literal[1]),)
+            return Filter(lambda r: _compare(op, left(r), right(r)), keys)
+        return Filter(lambda r: left(r) is True)
 
     def operand(self) -> Getter:
         kind, text = self.take()
         if kind == "string":
-            value: Any = text[1:-1].replace("''", "'")
+            value: Any = _string(text)
             return lambda _r: value
         if kind == "number":
             stripped = text.rstrip("mMdDfFlL")
@@ -214,6 +243,10 @@ class _Parser:
         return call
 
 
+def _string(token: str) -> str:
+    return token[1:-1].replace("''", "'")
+
+
 def _typed_literal(text: str) -> Any:
     kind, _, rest = text.partition("'")
     raw = rest[:-1]
@@ -229,7 +262,7 @@ def _typed_literal(text: str) -> Any:
     return raw  # guid
 
 
-def parse_filter(spec: EntitySpec, text: str | None) -> Predicate | None:
+def parse_filter(spec: EntitySpec, text: str | None) -> Filter | None:
     if not text or not text.strip():
         return None
     return _Parser(spec, text).parse()

@@ -23,14 +23,18 @@ class View:
     select: set[str] | None = None
     expand: set[str] = field(default_factory=set)
     custom: list[str] = field(default_factory=list)
+    # per-prefix answers of `selected`, asked once per field of every record of a page
+    _selected: dict[str, set[str] | None] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def selected(self, prefix: str) -> set[str] | None:
         """Field names `$select` keeps at the level under `prefix` (None: all of them)."""
         if self.select is None:
             return None
-        names = {path[len(prefix) :].split("/")[0] for path in self.select if path.startswith(prefix)}
-        names.discard("")
-        return names or (None if prefix else set())
+        if prefix not in self._selected:
+            names = {path[len(prefix) :].split("/")[0] for path in self.select if path.startswith(prefix)}
+            names.discard("")
+            self._selected[prefix] = names or (None if prefix else set())
+        return self._selected[prefix]
 
 
 class Renderer:
@@ -58,8 +62,9 @@ class Renderer:
 
     def _level(self, obj: dict[str, Any], view: View, prefix: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        selected = view.selected(prefix)
         for name, value in obj.items():
-            if name in ("id", "custom") or not self._keeps(view, prefix, name):
+            if name in ("id", "custom") or (selected is not None and name not in selected):
                 continue
             if isinstance(value, list):
                 if prefix + name in view.expand:

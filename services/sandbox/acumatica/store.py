@@ -3,20 +3,21 @@
 Records are plain dicts (see `shared.acumatica.values`) and are never mutated once stored: a change
 stores a new dict, so the old one can travel in a push notification's `Deleted` rows. Tables keep
 insertion order, which is what list paging walks, so a page over 100k records costs only the walk
-up to `$skip + $top` matches.
+up to `$skip + $top` matches; a filter on the leading key field is answered from an index instead.
 """
 
 from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .entities import SPECS, EntitySpec
+from .odata import fold
 
 Key = tuple[str, ...]
 
@@ -53,10 +54,70 @@ class Clock:
 
 
 class Table:
+    """An entity's rows in insertion order, and an index of them by the leading key field.
+
+    The index maps that field's value, folded as `$filter` compares strings, to the keys of the rows
+    holding it, each with its place in insertion order, so `InventoryID eq 'A' or ...` finds its rows in
+    the order a scan would without walking the table (and, with a composite key, finds every
+    `KitInventoryID eq 'K'` revision). Rows whose value is not a string, which no string literal equals,
+    share the bucket None: they still need their place kept. The index is built on the first lookup,
+    so tables never queried by key cost no memory for it.
+    """
+
     def __init__(self, spec: EntitySpec) -> None:
         self.spec = spec
         self.rows: dict[Key, dict[str, Any]] = {}
         self.by_id: dict[str, Key] = {}
+        self._leading: dict[str | None, dict[Key, int]] | None = None
+        self._places = 0
+
+    def put(self, key: Key, record: dict[str, Any]) -> dict[str, Any] | None:
+        """Store `record` under `key`; a replaced row keeps its place, as in the dict. Returns the old row."""
+        old = self.rows.get(key)
+        self.rows[key] = record
+        if self._leading is not None:
+            if old is None:
+                place = self._places
+                self._places += 1
+            else:
+                place = self._unindex(self._leading, key, old)
+            self._leading.setdefault(self._lead(record), {})[key] = place
+        return old
+
+    def pop(self, key: Key) -> dict[str, Any] | None:
+        old = self.rows.pop(key, None)
+        if old is not None and self._leading is not None:
+            self._unindex(self._leading, key, old)
+        return old
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self.by_id.clear()
+        self._leading = None
+
+    def matching(self, values: Iterable[str]) -> list[dict[str, Any]]:
+        """Rows whose leading key field `$filter`-equals one of `values`, in table order."""
+        if self._leading is None:
+            self._leading = {}
+            for place, (key, record) in enumerate(self.rows.items()):
+                self._leading.setdefault(self._lead(record), {})[key] = place
+            self._places = len(self.rows)
+        found: dict[Key, int] = {}
+        for value in values:
+            found.update(self._leading.get(fold(value), {}))
+        return [self.rows[key] for key in sorted(found, key=found.__getitem__)]
+
+    def _lead(self, record: dict[str, Any]) -> str | None:
+        value = record.get(self.spec.keys[0])
+        return fold(value) if isinstance(value, str) else None
+
+    def _unindex(self, leading: dict[str | None, dict[Key, int]], key: Key, record: dict[str, Any]) -> int:
+        lead = self._lead(record)
+        bucket = leading[lead]
+        place = bucket.pop(key)
+        if not bucket:
+            del leading[lead]
+        return place
 
 
 class Store:
@@ -73,8 +134,7 @@ class Store:
 
     def clear(self) -> None:
         for table in self.tables.values():
-            table.rows.clear()
-            table.by_id.clear()
+            table.clear()
         self._counters.clear()
         self.variants.clear()
         self.members.clear()
@@ -145,14 +205,14 @@ class Store:
             record["id"] = old["id"]
         elif "id" in record:
             table.by_id[record["id"]] = key
-        table.rows[key] = record
+        table.put(key, record)
         self._index(entity, old, record)
         self._emit(Change(entity, old, record))
         return record
 
     def delete(self, entity: str, key: Key) -> dict[str, Any] | None:
         table = self.tables[entity]
-        old = table.rows.pop(normalize_key(key), None)
+        old = table.pop(normalize_key(key))
         if old is not None:
             table.by_id.pop(old.get("id", ""), None)
             self._index(entity, old, None)
@@ -163,9 +223,8 @@ class Store:
         """Bulk insert for seeding: no clock, no notifications (records carry their own timestamps)."""
         table = self.tables[entity]
         keys = table.spec.keys
-        rows = table.rows
         for record in records:
-            rows[normalize_key(tuple(record.get(k) for k in keys))] = record
+            table.put(normalize_key(tuple(record.get(k) for k in keys)), record)
             self._index(entity, None, record)
 
     def _emit(self, change: Change) -> None:

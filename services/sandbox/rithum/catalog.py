@@ -1,4 +1,5 @@
-"""Products and distribution centres held in memory, indexed by ID, SKU, parent and bundle component.
+"""Products and distribution centres held in memory, indexed by ID, SKU, parent, bundle component and
+UpdateDateUtc.
 
 Every write goes through one plan-then-commit path, so the REST handlers, `$batch` parts and FTP feed
 rows enforce the same rules and a refused change leaves nothing half-applied.
@@ -6,6 +7,10 @@ rows enforce the same rules and a refused change leaves nothing half-applied.
 
 from __future__ import annotations
 
+import secrets
+import time
+from bisect import bisect_left, bisect_right, insort
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,12 +48,17 @@ READ_ONLY = {"ID", "CreateDateUtc", "UpdateDateUtc", "QuantityUpdateDateUtc", "T
 PRODUCT_EXPANDS = ("Attributes", "Labels", "BundleComponents", "DCQuantities", "Children")
 WRITABLE_COLLECTIONS = ("Attributes", "Labels", "BundleComponents")
 INDEXED = ("ID", "Sku", "ParentProductID")
+ORDERED = ("UpdateDateUtc",)
 BUNDLE_TYPES = {"None", "BundleComponent", "BundleItem", "AssemblyBundleItem"}
 BUNDLE_ITEM_TYPES = {"BundleItem", "AssemblyBundleItem"}
 UPDATE_TYPES = {"Absolute", "Relative", "Available", "InStock", "UnShipped"}
 DC_TYPES = {"Warehouse", "ExternallyManaged", "DropShip", "RetailStore"}
 MAX_LENGTH = {"Sku": 50, "Title": 120, "RelationshipName": 50}
 MAX_BUNDLE_COMPONENTS = 10
+# A list query's matches are kept for its nextLink pages this many seconds after the last page read,
+# and for at most this many queries at once (the least recently read goes first), bounding memory.
+SNAPSHOT_TTL = 600.0
+MAX_SNAPSHOTS = 32
 MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTE_VALUE = 32, 32_000
 # Relationship and identity fields are never copied from a parent to its children.
 NOT_COPIED = {
@@ -126,6 +136,16 @@ class QuantityUpdate:
 
 
 @dataclass
+class _Snapshot:
+    """The IDs a list query matched on its first page, which its nextLink pages walk."""
+
+    filter: str | None
+    orderby: str | None
+    ids: list[int]
+    read_at: float
+
+
+@dataclass
 class _Plan:
     """A validated change, ready to commit."""
 
@@ -155,11 +175,13 @@ class Catalog:
         self.by_sku: dict[str, int] = {}
         self.children: dict[int, set[int]] = {}
         self.bundles_of: dict[int, set[int]] = {}  # component ID -> bundle IDs
+        self.by_update: list[tuple[datetime, int]] = []  # (UpdateDateUtc, ID), sorted
         self.distribution_centers: dict[int, dict[str, Any]] = {dc["ID"]: dict(dc) for dc in DEFAULT_DCS}
         self.version = 0
         self._next_id = 1
         self._query_cache: dict[tuple[str, str], list[int]] = {}
         self._cache_version = -1
+        self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()
 
     # --- reads -----------------------------------------------------------------------------------
 
@@ -179,11 +201,11 @@ class Catalog:
         if cached is not None:
             return cached
         if filter_text:
-            compiled = compile_filter(filter_text, "Product", PRODUCT_SCHEMA, INDEXED)
+            compiled = compile_filter(filter_text, "Product", PRODUCT_SCHEMA, INDEXED, ORDERED)
             if compiled.lookups is None:
                 rows: Iterable[Product] = self.products.values()
             else:
-                ids = set().union(*(self._lookup(lk.prop, lk.value) for lk in compiled.lookups))
+                ids = set().union(*(self._lookup(lk.prop, lk.value, lk.op) for lk in compiled.lookups))
                 rows = (self.products[i] for i in sorted(ids))
             matched = [p for p in rows if compiled.predicate(p)]
         else:
@@ -196,7 +218,43 @@ class Catalog:
         self._query_cache[key] = result
         return result
 
-    def _lookup(self, prop: str, value: Any) -> set[int]:
+    def keep(self, ids: list[int], filter_text: str | None, orderby: str | None) -> str:
+        """Keep a query's matches for its following pages; returns the `$skiptoken` that names them.
+
+        Pages after the first then neither query the catalogue again (a write between pages would
+        otherwise mean a full rescan per page) nor shift under the reader: each match is listed once.
+        """
+        self._expire()
+        token = secrets.token_urlsafe(12)
+        self._snapshots[token] = _Snapshot(filter_text, orderby, ids, time.monotonic())
+        while len(self._snapshots) > MAX_SNAPSHOTS:
+            self._snapshots.popitem(last=False)
+        return token
+
+    def resume(self, token: str, filter_text: str | None, orderby: str | None) -> list[int]:
+        """The matches `keep` stored under `token` (products deleted since may be among them)."""
+        self._expire()
+        snapshot = self._snapshots.get(token)
+        if snapshot is None:
+            raise bad_request(
+                f"The $skiptoken '{token}' is unknown or has expired (nextLinks stay valid {SNAPSHOT_TTL:.0f} "
+                f"seconds after the last page read); request the first page again."
+            )
+        if (snapshot.filter, snapshot.orderby) != (filter_text, orderby):
+            raise bad_request(f"The $skiptoken '{token}' belongs to a query with another $filter or $orderby.")
+        snapshot.read_at = time.monotonic()
+        self._snapshots.move_to_end(token)
+        return snapshot.ids
+
+    def _expire(self) -> None:
+        cutoff = time.monotonic() - SNAPSHOT_TTL
+        while self._snapshots and next(iter(self._snapshots.values())).read_at < cutoff:
+            self._snapshots.popitem(last=False)
+
+    def _lookup(self, prop: str, value: Any, op: str) -> set[int]:
+        if prop == "UpdateDateUtc":  # `ge` / `gt`: the tail of the sorted index
+            first = (bisect_left if op == "ge" else bisect_right)(self.by_update, value, key=lambda entry: entry[0])
+            return {product_id for _, product_id in self.by_update[first:]}
         if prop == "Sku":
             found = self.by_sku.get(value)
             return {found} if found is not None else set()
@@ -266,6 +324,7 @@ class Catalog:
             self.children[parent].discard(product_id)
         del self.products[product_id]
         del self.by_sku[product["Sku"]]
+        self._reindex_update(product_id, product["UpdateDateUtc"], None)
         self.version += 1
 
     def update_quantity(self, product_id: int, body: Mapping[str, Any]) -> None:
@@ -477,11 +536,12 @@ class Catalog:
             p["ID"] = self._next_id
             self._next_id += 1
             self.by_sku[p["Sku"]] = p["ID"]
-            old_parent, old_components = None, []
+            old_parent, old_components, old_update = None, [], None
         else:
             old = self.products[p["ID"]]
-            old_parent, old_components = old["ParentProductID"], old["_components"]
+            old_parent, old_components, old_update = old["ParentProductID"], old["_components"], old["UpdateDateUtc"]
         pid = p["ID"]
+        self._reindex_update(pid, old_update, p["UpdateDateUtc"])
         if old_parent != p["ParentProductID"]:
             if old_parent is not None:
                 self.children[old_parent].discard(pid)
@@ -499,6 +559,14 @@ class Catalog:
             self._refresh_quantity(self.products[bundle_id])
         self.version += 1
         return p
+
+    def _reindex_update(self, product_id: int, old: datetime | None, new: datetime | None) -> None:
+        if old == new:
+            return
+        if old is not None:
+            del self.by_update[bisect_left(self.by_update, (old, product_id))]
+        if new is not None:
+            insort(self.by_update, (new, product_id))
 
     def _set_components(self, bundle_id: int, old: list[tuple[int, int]], new: list[tuple[int, int]]) -> None:
         for component_id, _ in old:

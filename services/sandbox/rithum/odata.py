@@ -2,8 +2,9 @@
 `$orderby`, `$top`, `$skip`, `$count` and server-driven paging by `@odata.nextLink`.
 
 Filters compile to Python closures once per query text, and an `or`-chain of `eq` lookups on an
-indexed property (`Sku eq 'A' or Sku eq 'B'`, `ID eq 5`) is answered from the index, so lookups stay
-fast on 100k products.
+indexed property (`Sku eq 'A' or Sku eq 'B'`, `ID eq 5`) or of `ge`/`gt` bounds on an ordered one
+(`UpdateDateUtc ge 2026-...`, the connector's check after each feed file) is answered from the index,
+so lookups stay fast on 100k products.
 """
 
 from __future__ import annotations
@@ -78,10 +79,11 @@ _FUNCTIONS = {
 
 @dataclass(frozen=True)
 class Lookup:
-    """`prop eq value`, a candidate for answering from an index."""
+    """`prop eq value` (or `ge`/`gt` on an ordered property), a candidate for answering from an index."""
 
     prop: str
     value: Any
+    op: str = "eq"
 
 
 @dataclass
@@ -116,11 +118,14 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
 class _Parser:
     """Recursive descent over `or` / `and` / `not`, comparisons and the string functions."""
 
-    def __init__(self, text: str, entity: str, schema: Mapping[str, T], indexed: Iterable[str]) -> None:
+    def __init__(
+        self, text: str, entity: str, schema: Mapping[str, T], indexed: Iterable[str], ordered: Iterable[str]
+    ) -> None:
         self.text = text
         self.entity = entity
         self.schema = schema
         self.indexed = set(indexed)
+        self.ordered = set(ordered)
         self.tokens = _tokenize(text)
         self.pos = 0
 
@@ -211,8 +216,9 @@ class _Parser:
                 return a is not None and b is not None and compare(a, b)
 
         lookups = None
-        if op == "eq" and left.prop in self.indexed and right.prop is None and right.literal is not None:
-            lookups = [Lookup(left.prop, right.literal)]
+        if right.prop is None and right.literal is not None:
+            if (op == "eq" and left.prop in self.indexed) or (op in ("ge", "gt") and left.prop in self.ordered):
+                lookups = [Lookup(left.prop, right.literal, op)]
         return Filter(predicate, lookups)
 
     def _operand(self) -> _Operand:
@@ -259,10 +265,12 @@ class _Parser:
         return _Operand(T.BOOL, call)
 
 
-def compile_filter(text: str, entity: str, schema: Mapping[str, T], indexed: Iterable[str] = ()) -> Filter:
+def compile_filter(
+    text: str, entity: str, schema: Mapping[str, T], indexed: Iterable[str] = (), ordered: Iterable[str] = ()
+) -> Filter:
     if not text.strip():
         raise bad_request("$filter is empty.")
-    return _Parser(text, entity, schema, indexed).parse()
+    return _Parser(text, entity, schema, indexed, ordered).parse()
 
 
 # --- $orderby, $select, $expand ------------------------------------------------------------------
@@ -340,6 +348,7 @@ class Query:
     top: int | None = None
     skip: int = 0
     count: bool = False
+    skiptoken: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -349,15 +358,18 @@ def _non_negative(name: str, text: str) -> int:
     return int(text)
 
 
-def parse_query(params: Sequence[tuple[str, str]]) -> Query:
-    """Unknown `$` options are refused; other parameters (e.g. `exported`) are kept in `extra`."""
+def parse_query(params: Sequence[tuple[str, str]], *, skiptoken: bool = False) -> Query:
+    """Unknown `$` options are refused; other parameters (e.g. `exported`) are kept in `extra`.
+
+    `$skiptoken` (the continuation a nextLink carries) is accepted only where `skiptoken` says so.
+    """
     query = Query(params=[(k, v) for k, v in params if k != "access_token"])
     seen: set[str] = set()
     for key, value in query.params:
         if key in seen and key.startswith("$"):
             raise bad_request(f"The query option '{key}' is given more than once.")
         seen.add(key)
-        if key.startswith("$") and key not in _OPTIONS:
+        if key.startswith("$") and key not in _OPTIONS and not (skiptoken and key == "$skiptoken"):
             raise bad_request(f"The query parameter '{key}' is not supported.")
         if key == "$filter":
             query.filter = value
@@ -375,21 +387,30 @@ def parse_query(params: Sequence[tuple[str, str]]) -> Query:
             if value not in ("true", "false"):
                 raise bad_request(f"The value '{value}' of $count is not 'true' or 'false'.")
             query.count = value == "true"
+        elif key == "$skiptoken":
+            query.skiptoken = value
         else:
             query.extra[key] = value
     return query
 
 
-def page_bounds(query: Query, total: int, page_size: int) -> tuple[int, int, str | None]:
-    """The slice to answer and the query string of the next page (None when this is the last)."""
+def page_bounds(
+    query: Query, total: int, page_size: int, continuation: Callable[[], str] | None = None
+) -> tuple[int, int, str | None]:
+    """The slice to answer and the query string of the next page (None when this is the last).
+
+    `continuation` gives the `$skiptoken` the next page carries; it is asked only when there is one.
+    """
     start = query.skip
     wanted = page_size if query.top is None else min(query.top, page_size)
     end = min(start + wanted, total)
     remaining_top = None if query.top is None else query.top - (end - start)
     if end >= total or remaining_top == 0:
         return start, end, None
-    params = [(k, v) for k, v in query.params if k not in ("$skip", "$top")]
+    params = [(k, v) for k, v in query.params if k not in ("$skip", "$top", "$skiptoken")]
     if remaining_top is not None:
         params.append(("$top", str(remaining_top)))
     params.append(("$skip", str(end)))
+    if continuation is not None:
+        params.append(("$skiptoken", continuation()))
     return start, end, urlencode(params, safe="$(),'")

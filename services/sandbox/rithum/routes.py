@@ -92,13 +92,20 @@ def _context(call: Call, fragment: str) -> str:
 
 
 def _page(
-    call: Call, query: Query, ids: list[int], page_size: int, render: Callable[[int], dict[str, Any]], entity: str
+    call: Call,
+    query: Query,
+    ids: list[int],
+    page_size: int,
+    render: Callable[[int], dict[str, Any] | None],
+    entity: str,
+    continuation: Callable[[], str] | None = None,
 ) -> Reply:
-    start, end, next_query = page_bounds(query, len(ids), page_size)
+    """One page of `ids`; `render` gives None for an entity gone since the IDs were taken (it is left out)."""
+    start, end, next_query = page_bounds(query, len(ids), page_size, continuation)
     body: dict[str, Any] = {"@odata.context": _context(call, entity)}
     if query.count:
         body["@odata.count"] = len(ids)
-    body["value"] = [render(i) for i in ids[start:end]]
+    body["value"] = [row for row in map(render, ids[start:end]) if row is not None]
     if next_query is not None:
         body["@odata.nextLink"] = f"{call.base_url}/v1/{call.path}?{next_query}"
     return Reply(200, body)
@@ -116,8 +123,8 @@ def _no_extra(query: Query, allowed: set[str], entity: str) -> None:
         raise bad_request(f"The query parameter '{unknown[0]}' is not supported on {entity}.")
 
 
-def _product_query(call: Call) -> tuple[Query, list[str] | None, set[str]]:
-    query = parse_query(call.params)
+def _product_query(call: Call, *, listing: bool = False) -> tuple[Query, list[str] | None, set[str]]:
+    query = parse_query(call.params, skiptoken=listing)
     _no_extra(query, set(), "Products")
     select = parse_select(query.select, "Product", PRODUCT_SCHEMA)
     return query, select, parse_expand(query.expand, "Product", PRODUCT_EXPANDS)
@@ -125,10 +132,22 @@ def _product_query(call: Call) -> tuple[Query, list[str] | None, set[str]]:
 
 @route("GET", "Products", "products.list")
 def list_products(sb: Sandbox, call: Call, _: tuple[str, ...]) -> Reply:
-    query, select, expand = _product_query(call)
-    ids = sb.catalog.query_ids(query.filter, query.orderby)
-    products = sb.catalog.products
-    return _page(call, query, ids, PRODUCT_PAGE, lambda i: sb.catalog.render(products[i], select, expand), "Products")
+    """The first page runs the query; its nextLink names the matches kept for the pages after (`$skiptoken`)."""
+    query, select, expand = _product_query(call, listing=True)
+    catalog = sb.catalog
+    if query.skiptoken is None:
+        ids = catalog.query_ids(query.filter, query.orderby)
+    else:
+        ids = catalog.resume(query.skiptoken, query.filter, query.orderby)
+
+    def continuation() -> str:
+        return query.skiptoken or catalog.keep(ids, query.filter, query.orderby)
+
+    def render(product_id: int) -> dict[str, Any] | None:
+        product = catalog.products.get(product_id)  # None: deleted after the first page
+        return None if product is None else catalog.render(product, select, expand)
+
+    return _page(call, query, ids, PRODUCT_PAGE, render, "Products", continuation)
 
 
 @route("GET", PRODUCT_ID, "products.get")
