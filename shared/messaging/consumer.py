@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aio_pika
 import aiormq.exceptions
@@ -94,7 +95,11 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class Retry:
+    """Try the message again after the next delay tier; `payload`, when given, replaces the
+    envelope's payload, so a message carrying many parts retries only the parts still to do."""
+
     reason: str
+    payload: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,7 +370,7 @@ class BatchConsumer:
             if isinstance(outcome, Ack):
                 plans.append((delivery.raw, "ack", None))
             elif isinstance(outcome, Retry) and delivery.attempt + 1 < config.max_attempts:
-                plans.append((delivery.raw, "retry", self._retry_message(delivery, outcome.reason, config)))
+                plans.append((delivery.raw, "retry", self._retry_message(delivery, outcome, config)))
             elif isinstance(outcome, Retry):
                 reason = f"gave up after {delivery.attempt + 1} attempts: {outcome.reason}"
                 plans.append((delivery.raw, "dead_letter", self._dead_letter_message(delivery.raw, reason)))
@@ -392,11 +397,15 @@ class BatchConsumer:
             self._handler_seconds.observe(time.perf_counter() - started)
         return outcomes
 
-    def _retry_message(self, delivery: Delivery, reason: str, config: ConsumerConfig) -> tuple[str, aio_pika.Message]:
+    def _retry_message(self, delivery: Delivery, retry: Retry, config: ConsumerConfig) -> tuple[str, aio_pika.Message]:
         attempt = delivery.attempt + 1
         delay = config.retry_delays[min(attempt, len(config.retry_delays)) - 1]
-        body = delivery.envelope.model_copy(update={"attempt": attempt}).to_bytes()
-        headers = {"x-attempt": attempt, "x-reason": reason[:REASON_MAX_CHARS], "x-original-queue": self.queue_name}
+        update: dict[str, Any] = {"attempt": attempt}
+        if retry.payload is not None:
+            update["payload"] = retry.payload
+        body = delivery.envelope.model_copy(update=update).to_bytes()
+        reason = retry.reason[:REASON_MAX_CHARS]
+        headers = {"x-attempt": attempt, "x-reason": reason, "x-original-queue": self.queue_name}
         message = _copy_message(delivery.raw, body, headers)
         return self.topology.retry_queue(self.entity, self.kind, delay), message
 

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shared.messaging.topology import ENTITIES
+from shared.messaging.topology import ENTITIES, Kind, kinds_of
 
 ENVELOPE_VERSION = 1
 _OP = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -31,7 +31,7 @@ class Envelope(BaseModel):
     message_id: str = Field(default_factory=lambda: str(uuid4()), min_length=1, max_length=255)
     correlation_id: str | None = Field(default=None, max_length=255)
     entity: str
-    kind: Literal["records", "jobs"]
+    kind: Kind
     op: str = Field(description='e.g. "upsert", "delete", "run"; one routing-key word')
     key: str | None = None
     source: str = Field(min_length=1, description='e.g. "acumatica.push", "api", "scheduler", "job"')
@@ -45,6 +45,13 @@ class Envelope(BaseModel):
         if value not in ENTITIES:
             raise ValueError(f"unknown entity {value!r}; expected one of {', '.join(ENTITIES)}")
         return value
+
+    @model_validator(mode="after")
+    def _kind_of_entity(self) -> Envelope:
+        if self.kind not in kinds_of(self.entity):
+            expected = ", ".join(kinds_of(self.entity))
+            raise ValueError(f"{self.entity} has no {self.kind!r} queue; expected one of {expected}")
+        return self
 
     @field_validator("op")
     @classmethod

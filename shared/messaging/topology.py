@@ -4,7 +4,8 @@ Layout for one prefix (e.g. ``connector``):
 
 - ``{prefix}.events``: durable topic exchange; producers publish with the routing key
   ``{entity}.{kind}.{op}``.
-- ``{prefix}.{entity}.{kind}`` (kind ``records`` or ``jobs``): durable quorum work queue bound with
+- ``{prefix}.{entity}.{kind}`` (kind ``records`` or ``jobs``, and ``writeback`` for entities that write
+  a cross-reference back to Acumatica, see `ENTITY_KINDS`): durable quorum work queue bound with
   ``{entity}.{kind}.*``. A message redelivered more than ``x-delivery-limit`` times (a consumer that
   keeps crashing on it) is dead-lettered by the broker to the entity's DLQ, at-least-once.
 - ``{prefix}.{entity}.{kind}.retry.{delay}``: one quorum queue per delay tier with ``x-message-ttl``;
@@ -34,8 +35,15 @@ ENTITIES: tuple[str, ...] = (
     "shipment",
     "order_status",
 )
-KINDS: tuple[str, ...] = ("records", "jobs")
-Kind = Literal["records", "jobs"]
+KINDS: tuple[str, ...] = ("records", "jobs", "writeback")
+Kind = Literal["records", "jobs", "writeback"]
+ENTITY_KINDS: dict[str, tuple[str, ...]] = {"product": KINDS}
+"""Queues per entity: only product writes an ID back (the CA Product ID), so only it has that queue."""
+
+
+def kinds_of(entity: str) -> tuple[str, ...]:
+    return ENTITY_KINDS.get(entity, KINDS[:2])
+
 
 RETRY_DELAYS: tuple[float, ...] = (5, 30, 300)
 """Default delay tiers in seconds; fractions are allowed (tests use a fraction of a second)."""
@@ -110,7 +118,7 @@ class Topology:
         """(entity, kind) of a work queue name; the consumer needs both to find its tiers and DLQ."""
         head, _, rest = queue_name.partition(f"{self.prefix}.")
         entity, _, kind = rest.rpartition(".")
-        if head or entity not in self.entities or kind not in KINDS:
+        if head or entity not in self.entities or kind not in kinds_of(entity):
             raise ValueError(f"{queue_name!r} is not a work queue of topology {self.prefix!r}")
         return entity, kind
 
@@ -118,7 +126,7 @@ class Topology:
         """Every queue `declare` creates (with the default delay tiers)."""
         names = [self.dlq(e) for e in self.entities]
         for entity in self.entities:
-            for kind in KINDS:
+            for kind in kinds_of(entity):
                 names.append(self.queue(entity, kind))
                 names.extend(self.retry_queue(entity, kind, d) for d in self.retry_delays)
         return names
@@ -126,8 +134,8 @@ class Topology:
     def _check(self, entity: str, kind: str) -> None:
         if entity not in self.entities:
             raise ValueError(f"unknown entity {entity!r}; expected one of {self.entities}")
-        if kind not in KINDS:
-            raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
+        if kind not in kinds_of(entity):
+            raise ValueError(f"unknown kind {kind!r} for {entity}; expected one of {kinds_of(entity)}")
 
     # Declaration -------------------------------------------------------------------------------
 
@@ -162,7 +170,7 @@ class Topology:
         await raw.exchange_declare(self.events_exchange, exchange_type="topic", durable=True)
         for entity in self.entities:
             await raw.queue_declare(self.dlq(entity), durable=True, arguments={"x-queue-type": "quorum"})
-            for kind in KINDS:
+            for kind in kinds_of(entity):
                 name = self.queue(entity, kind)
                 await raw.queue_declare(name, durable=True, arguments=self._work_arguments(entity))
                 await raw.queue_bind(name, self.events_exchange, routing_key=f"{entity}.{kind}.*")

@@ -150,6 +150,27 @@ async def test_a_failing_handler_retries_the_whole_batch(amqp_url: str, topology
     assert {d.raw.headers["x-reason"] for d in retried} == {"database unavailable"}
 
 
+async def test_a_retry_can_narrow_the_payload_to_what_is_left(amqp_url: str, topology: Topology) -> None:
+    """A message with many parts retries only the parts still to do (e.g. write-backs that failed)."""
+
+    def decide(delivery: Delivery) -> Outcome:
+        parts = delivery.envelope.payload["parts"]
+        return Retry("b failed", payload={"parts": parts[1:]}) if len(parts) > 1 else Ack()
+
+    recorder = Recorder(decide)
+    async with (
+        Publisher(amqp_url, topology) as publisher,
+        running(consumer(amqp_url, topology, recorder, ConfigHolder(config(retry_delays=(0.2,))))),
+    ):
+        await publisher.publish_many([envelope("multi", payload={"parts": ["a", "b"]})])
+        await eventually(lambda: len(recorder.deliveries) == 2, what="the narrowed retry")
+
+    first, second = recorder.deliveries
+    assert first.envelope.payload == {"parts": ["a", "b"]} and first.attempt == 0
+    assert second.envelope.payload == {"parts": ["b"]} and second.attempt == 1
+    assert second.message_id == first.message_id
+
+
 async def _consumers_of(management: httpx.AsyncClient, queue: str) -> list[dict]:
     consumers = (await management.get("/api/consumers/%2F")).json()
     return [c for c in consumers if c["queue"]["name"] == queue]

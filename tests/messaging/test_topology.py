@@ -22,8 +22,10 @@ def test_names_follow_the_documented_layout() -> None:
     assert topology.retry_queue("product", "jobs", 0.25) == "connector.product.jobs.retry.250ms"
     assert topology.routing_key("product", "records", "upsert") == "product.records.upsert"
     assert topology.parse_queue("connector.sales_order.jobs") == ("sales_order", "jobs")
-    # per entity: a DLQ, and per kind a work queue and three delay tiers
-    assert len(topology.queue_names()) == len(ENTITIES) * (1 + 2 * 4)
+    assert topology.queue("product", "writeback") == "connector.product.writeback"
+    assert topology.parse_queue("connector.product.writeback") == ("product", "writeback")
+    # per entity: a DLQ, and per kind a work queue and three delay tiers; only product writes back
+    assert len(topology.queue_names()) == len(ENTITIES) * (1 + 2 * 4) + 4
 
 
 @pytest.mark.parametrize(
@@ -33,6 +35,8 @@ def test_names_follow_the_documented_layout() -> None:
         (lambda t: t.queue("product", "bulk"), "unknown kind 'bulk'"),
         (lambda t: t.parse_queue("other.product.records"), "is not a work queue"),
         (lambda t: t.parse_queue("connector.product.dlq"), "is not a work queue"),
+        (lambda t: t.queue("customer", "writeback"), "unknown kind 'writeback' for customer"),
+        (lambda t: t.parse_queue("connector.customer.writeback"), "is not a work queue"),
         (lambda t: Topology("x", retry_delays=(0,)), "at least 1 ms"),
     ],
 )
