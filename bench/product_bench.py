@@ -109,22 +109,37 @@ class Stack:
     prefix: str
     env: dict[str, str]
     memory: MemorySampler
-    consumer: subprocess.Popen | None = None
+    consumers: list[subprocess.Popen] = field(default_factory=list)
     _exit: ExitStack = field(default_factory=ExitStack)
 
     def start_consumer(self) -> None:
-        self.consumer = subprocess.Popen(
-            [sys.executable, "-m", "services.consumers", "product"],
-            cwd=ROOT,
-            env={**os.environ, **self.env},
-            start_new_session=True,
-        )
-        self.memory.watch("consumer-product", self.consumer.pid)
+        """As the Procfile runs them: records and jobs in one process, the ID write-back in another."""
+        for name, queues in (("consumer-product", "records,jobs"), ("consumer-product-writeback", "writeback")):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "services.consumers", "product", "--queues", queues],
+                cwd=ROOT,
+                env={**os.environ, **self.env},
+                start_new_session=True,
+            )
+            self.consumers.append(proc)
+            self.memory.watch(name, proc.pid)
 
     def stop_consumer(self) -> None:
-        if self.consumer is not None:
-            stop(self.consumer)
-            self.consumer = None
+        while self.consumers:
+            stop(self.consumers.pop())
+
+    def wait_write_backs(self, expected: int) -> float:
+        """Seconds until Acumatica has received `expected` write-back PUTs (one per new product)."""
+        started = time.perf_counter()
+        deadline = time.monotonic() + PHASE_TIMEOUT_SECONDS
+        while True:
+            acu, _ = self.stats()
+            puts = sum(n for name, n in acu["requests"].items() if name.startswith("PUT "))
+            if puts >= expected:
+                return time.perf_counter() - started
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{puts} of {expected} write-backs after {PHASE_TIMEOUT_SECONDS}s")
+            time.sleep(0.2)
 
     def api(self) -> httpx.Client:
         return httpx.Client(base_url=f"{self.ingress}/api/v1", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
@@ -241,15 +256,16 @@ def full_sync(s: Stack, items: int, feed_threshold: int) -> dict[str, float]:
     print(f"   seeded and configured in {time.perf_counter() - seeded:.1f} s", flush=True)
     s.clear_stats()
     s.memory.reset()
-    job, wall = s.run_job("full")
-    acu, rit = s.stats()
+    job, listed = s.run_job("full")
     counts = job["counts"]
     synced = counts.get("processed", 0)
+    wall = listed + s.wait_write_backs(synced)
+    acu, rit = s.stats()
     per_record = rit["api_calls"] / synced if synced else float("nan")
     print(f"   job {job['status']}: {counts}")
     print(
-        f"   wall time {wall:.1f} s, {synced / wall:.0f} records/s processed, "
-        f"{counts.get('found', 0) / wall:.0f} records/s found"
+        f"   job finished (all listed on Rithum) after {listed:.1f} s; every CA Product ID written back after "
+        f"{wall:.1f} s: {synced / wall:.0f} records/s processed, {counts.get('found', 0) / wall:.0f} records/s found"
     )
     print(
         f"   Rithum: {rit['api_calls']} API calls ({per_record:.4f} per record), by kind {rit['by_kind']}, "
@@ -263,7 +279,7 @@ def full_sync(s: Stack, items: int, feed_threshold: int) -> dict[str, float]:
         f"< 300 MB per process {met(peak < 300 * 2**20)}",
         flush=True,
     )
-    return {"wall": wall, "records_per_s": synced / wall, "rithum_per_record": per_record}
+    return {"wall": wall, "listed": listed, "records_per_s": synced / wall, "rithum_per_record": per_record}
 
 
 async def processed_keys(limit: int) -> list[str]:

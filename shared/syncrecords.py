@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import case, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -16,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import SyncJob, SyncRecord, SyncStatus
 
-# Job counters per outcome. A Failed record counts as failed in the job's figures while the retry
-# path keeps trying it; a Pending one is not counted.
+# Job counters per outcome. A Failed record counts as failed in the job's figures until the retry
+# path settles it (`recount_retried`); a Pending one is not counted.
 FINAL = {
     SyncStatus.FAILED: "failed",
     SyncStatus.PROCESSED: "processed",
@@ -113,6 +114,36 @@ async def count_into_job(session: AsyncSession, job_id: int, outcomes: Sequence[
             .where(SyncJob.id == job_id)
             .values({name: getattr(SyncJob, name) + n for name, n in counts.items()})
         )
+
+
+async def failed_by_job(session: AsyncSession, entity: str, keys: Sequence[str], jobs: set[int]) -> dict[str, int]:
+    """Of `keys`, those still Failed as counted by one of `jobs` (whose retries are in hand): a
+    retried variant brings its family, so the parent's record may be settled by its child's retry."""
+    if not keys or not jobs:
+        return {}
+    rows = await session.execute(
+        select(SyncRecord.acumatica_key, SyncRecord.job_id).where(
+            SyncRecord.entity == entity,
+            SyncRecord.acumatica_key.in_(list(keys)),
+            SyncRecord.status == SyncStatus.FAILED.value,
+            SyncRecord.job_id.in_(jobs),
+        )
+    )
+    return {key: job for key, job in rows.tuples()}  # dict(result) would take it for a mapping (it has keys())
+
+
+async def recount_retried(session: AsyncSession, counted: dict[str, int], outcomes: Sequence[Outcome]) -> None:
+    """A record its job counted as failed, now settled by the retry path, moves to its final counter,
+    so the job's figures end up saying what became of every record."""
+    per_job: dict[int, Counter[str]] = {}
+    for o in outcomes:
+        job = counted.get(o.key)
+        if job is not None and o.status in FINAL and FINAL[o.status] != "failed":
+            per_job.setdefault(job, Counter())[FINAL[o.status]] += 1
+    for job, counts in per_job.items():
+        values: dict[str, Any] = {name: getattr(SyncJob, name) + n for name, n in counts.items()}
+        values["failed"] = SyncJob.failed - sum(counts.values())
+        await session.execute(update(SyncJob).where(SyncJob.id == job).values(values))
 
 
 async def clear_hash(session: AsyncSession, entity: str, keys: Sequence[str]) -> None:

@@ -17,9 +17,7 @@ from shared.db.migrate import ensure_database, upgrade
 from shared.settings import Settings
 from tests.support.broker import delete_topology
 
-TEST_DATABASE_URL = os.environ.get(
-    "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/connector_test"
-)
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/connector_test")
 # Tests never touch a production database named in .env: the test URL always wins.
 os.environ["DATABASE_URL"] = TEST_DATABASE_URL
 TABLES = ("sync_records", "sync_jobs", "watermarks", "schedules", "mappings", "request_logs", "outbox", "site_config")

@@ -1,4 +1,9 @@
-"""`python -m services.consumers <entity>`: the entity's record consumer and job runner."""
+"""`python -m services.consumers <entity> [--queues records,jobs,writeback]`: the entity's consumers.
+
+By default one process serves every queue of the entity. The product's CA Product ID write-back
+(one Acumatica PUT per new product) can run in a process of its own (`--queues writeback`, with
+`--queues records,jobs` for the other), so it uses a core of its own and never slows listing.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,16 @@ from services.consumers.context import ConsumerContext
 from services.consumers.product.consumer import ProductConsumer
 from shared.logging import setup_logging
 from shared.messaging.consumer import BatchConsumer, ConsumerConfig, run_until_signal
+from shared.messaging.topology import kinds_of
 from shared.settings import get_settings
 
 CONSUMERS = {"product": ProductConsumer}
 
 
-async def serve(entity: str) -> None:
+WRITE_BACK_MESSAGES = 4  # in hand at once, each with up to 200 items
+
+
+async def serve(entity: str, queues: list[str]) -> None:
     settings = get_settings()
     ctx = await ConsumerContext.build(settings, f"consumer-{entity}")
     consumer = CONSUMERS[entity](ctx)
@@ -25,34 +34,56 @@ async def serve(entity: str) -> None:
         base = await ctx.config.consumer_config()
         return ConsumerConfig(prefetch=1, batch_size=1, batch_window_ms=0, max_attempts=base.max_attempts)
 
-    records = BatchConsumer(
-        settings.amqp_url_plain,
-        ctx.topology,
-        ctx.topology.queue(entity, "records"),
-        consumer.handle_records,
-        ctx.config.consumer_config,
-        name=f"{entity}-records",
-    )
-    jobs = BatchConsumer(
-        settings.amqp_url_plain,
-        ctx.topology,
-        ctx.topology.queue(entity, "jobs"),
-        consumer.handle_jobs,
-        job_config,
-        name=f"{entity}-jobs",
-    )
+    async def write_back_config() -> ConsumerConfig:
+        base = await ctx.config.consumer_config()
+        return ConsumerConfig(
+            prefetch=WRITE_BACK_MESSAGES,
+            batch_size=WRITE_BACK_MESSAGES,
+            batch_window_ms=0,
+            max_attempts=base.max_attempts,
+            retry_delays=base.retry_delays,
+        )
+
+    handlers = {
+        "records": (consumer.handle_records, ctx.config.consumer_config),
+        "jobs": (consumer.handle_jobs, job_config),
+    }
+    if "writeback" in queues:  # only entities that have the queue (see `kinds_of`)
+        handlers["writeback"] = (consumer.handle_write_backs, write_back_config)
+    consumers = [
+        BatchConsumer(
+            settings.amqp_url_plain,
+            ctx.topology,
+            ctx.topology.queue(entity, kind),
+            handlers[kind][0],
+            handlers[kind][1],
+            name=f"{entity}-{kind}",
+        )
+        for kind in queues
+    ]
     try:
-        await run_until_signal(records, jobs)
+        await run_until_signal(*consumers)
     finally:
         await ctx.close()
+
+
+def parse_queues(entity: str, text: str | None) -> list[str]:
+    available = kinds_of(entity)
+    queues = [q.strip() for q in text.split(",") if q.strip()] if text else list(available)
+    unknown = [q for q in queues if q not in available]
+    if unknown or not queues:
+        raise SystemExit(f"--queues: {entity} has the queues {', '.join(available)}; got {text!r}")
+    return list(dict.fromkeys(queues))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m services.consumers")
     parser.add_argument("entity", choices=sorted(CONSUMERS), help="which entity's consumer to run")
+    parser.add_argument("--queues", help="comma-separated queues to serve (default: all of the entity's)")
     args = parser.parse_args()
+    queues = parse_queues(args.entity, args.queues)
     setup_logging(get_settings().log_level, f"consumer-{args.entity}")
-    asyncio.run(serve(args.entity))
+    asyncio.run(serve(args.entity, queues))
     return 0
 
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
+from services.consumers.product.source import changed_at
+from shared.db.models import SyncRecord
 from tests.product.conftest import Stack
 
 UNMAPPED = "MISC"
@@ -24,6 +28,28 @@ def acumatica_records(stack: Stack, entity: str) -> list[dict[str, Any]]:
             out += page
             if len(page) < 1000:
                 return out
+
+
+async def written_back(stack: Stack, sessionmaker: Any, skus: set[str]) -> bool:
+    """Every SKU's Acumatica item carries its Rithum product ID (CA Product ID), and its sync record
+    the change stamp of that write (so a delta does not take the write-back for a change)."""
+    async with sessionmaker() as session:
+        stored = {
+            r.acumatica_key: r
+            for r in await session.scalars(select(SyncRecord).where(SyncRecord.acumatica_key.in_(skus)))
+        }
+    items = {
+        r["InventoryID"]: r
+        for r in acumatica_records(stack, "StockItem") + acumatica_records(stack, "TemplateItems")
+        if r["InventoryID"] in skus
+    }
+    return all(
+        sku in stored
+        and sku in items
+        and attr(items[sku], "CAPRODUCTID") == stored[sku].rithum_id
+        and stored[sku].source_modified_at == changed_at(items[sku])
+        for sku in skus
+    )
 
 
 def rithum_products(stack: Stack) -> list[dict[str, Any]]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,3 +131,16 @@ async def fresh(stack: Stack, clean_db) -> Stack:
     if stack.consumer is None or stack.consumer.poll() is not None:
         stack.start_consumer()
     return stack
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+    """Poll `check` (plain or async) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.3)

@@ -7,8 +7,8 @@ from collections import Counter
 from sqlalchemy import select
 
 from shared.db.models import SyncRecord
-from tests.product.catalog import acumatica_records, attr, expected, rithum_products
-from tests.product.conftest import Stack
+from tests.product.catalog import expected, rithum_products, written_back
+from tests.product.conftest import Stack, eventually
 
 
 async def records(sessionmaker) -> dict[str, SyncRecord]:
@@ -49,10 +49,8 @@ async def test_full_then_delta_sync(fresh: Stack, clean_db) -> None:
     for sku in eligible:
         assert stored[sku].status == "Processed", (sku, stored[sku].status, stored[sku].last_error)
         assert stored[sku].rithum_id == str(by_sku[sku]["ID"])
-    # The Rithum product ID is written back onto every exported Acumatica item.
-    for record in acumatica_records(fresh, "StockItem") + acumatica_records(fresh, "TemplateItems"):
-        if record["InventoryID"] in eligible:
-            assert attr(record, "CAPRODUCTID") == str(by_sku[record["InventoryID"]]["ID"])
+    # The Rithum product ID is written back onto every exported Acumatica item (off the sync's path).
+    await eventually(lambda: written_back(fresh, clean_db, eligible), what="CA Product IDs written back")
     assert job["counts"]["found"] == len(eligible) + len(want["ineligible"])
     assert job["counts"]["processed"] == len(eligible)
     assert job["counts"]["filtered"] == len(want["ineligible"])

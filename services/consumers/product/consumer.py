@@ -1,4 +1,5 @@
-"""Product consumer wiring: the record handler (real time) and the job runner (batch)."""
+"""Product consumer wiring: the record handler (real time), the job runner (batch) and the
+CA Product ID write-back handler."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from services.consumers.product.pipeline import ENTITY, ProductPipeline
 from services.consumers.product.rules_config import load_rules
 from services.consumers.product.source import ProductSource, Unit
 from services.consumers.product.transform import ProductRules
+from services.consumers.product.writeback import WriteBack, WriteBackHandler, envelopes
 from shared import jobs, syncrecords
 from shared.db.models import SyncMode, SyncStatus
 from shared.messaging.consumer import Ack, DeadLetter, Delivery, Outcome, Retry
@@ -29,6 +31,7 @@ class ProductConsumer:
         self.pipeline = ProductPipeline(
             acumatica=ctx.acumatica, rithum=ctx.rithum, feeds=ctx.feeds, sessionmaker=ctx.sessionmaker
         )
+        self.write_backs = WriteBackHandler(ctx.acumatica, ctx.sessionmaker, ctx.settings.acumatica_concurrency)
 
     async def _rules(self) -> tuple[ProductRules, int, int]:
         config = await self.ctx.config.get()
@@ -37,22 +40,34 @@ class ProductConsumer:
         rules = replace(rules, class_attributes=await self.source.class_attributes())
         return rules, config.feed_threshold, config.max_attempts
 
-    async def _sync(self, units: Sequence[Unit], job_id: int | None) -> tuple[list[RecordOutcome], int]:
+    async def _sync(
+        self, units: Sequence[Unit], job_id: int | None
+    ) -> tuple[list[RecordOutcome], list[WriteBack], int]:
         rules, feed_threshold, max_attempts = await self._rules()
-        return await self.pipeline.sync(units, rules, feed_threshold=feed_threshold, job_id=job_id), max_attempts
+        outcomes, write_backs = await self.pipeline.sync(units, rules, feed_threshold=feed_threshold, job_id=job_id)
+        return outcomes, write_backs, max_attempts
+
+    async def _queue_write_backs(self, write_backs: Sequence[WriteBack], job_id: int | None) -> None:
+        """After the outcomes are saved, so the write-back handler finds the records it stamps."""
+        if write_backs:
+            await self.ctx.publisher.publish_many(envelopes(write_backs, job_id))
 
     async def handle_records(self, batch: list[Delivery]) -> list[Outcome]:
         """Real time: repeated changes to one key in the batch collapse into one sync."""
         keys = list(dict.fromkeys(d.envelope.key for d in batch if d.envelope.key))
         units = await self.source.resolve(keys)
-        outcomes, max_attempts = await self._sync(units, None)
+        outcomes, write_backs, max_attempts = await self._sync(units, None)
         by_key = {o.key: o for o in outcomes}
         final_attempt = {d.envelope.key: d.attempt + 1 >= max_attempts for d in batch}
         for outcome in outcomes:
             if outcome.status is SyncStatus.FAILED and final_attempt.get(outcome.key):
                 outcome.status = SyncStatus.ABORTED
+        retried_jobs = {int(d.envelope.payload["job_id"]) for d in batch if d.envelope.payload.get("job_id")}
         async with self.ctx.sessionmaker() as session, session.begin():
+            counted = await syncrecords.failed_by_job(session, ENTITY, list(by_key), retried_jobs)
             await syncrecords.save(session, ENTITY, outcomes)
+            await syncrecords.recount_retried(session, counted, outcomes)
+        await self._queue_write_backs(write_backs, None)
         results: list[Outcome] = []
         for delivery in batch:
             outcome = by_key.get(delivery.envelope.key or "")
@@ -69,6 +84,10 @@ class ProductConsumer:
             {s.value: sum(o.status is s for o in outcomes) for s in SyncStatus if any(o.status is s for o in outcomes)},
         )
         return results
+
+    async def handle_write_backs(self, batch: list[Delivery]) -> list[Outcome]:
+        max_attempts = (await self.ctx.config.get()).max_attempts
+        return await self.write_backs.handle(batch, max_attempts)
 
     async def handle_jobs(self, batch: list[Delivery]) -> list[Outcome]:
         return [await self.run_job(int(d.envelope.payload["job_id"])) for d in batch]
@@ -111,11 +130,12 @@ class ProductConsumer:
         return Ack()
 
     async def _job_page(self, job_id: int, units: Sequence[Unit], seen: set[str]) -> list[str]:
-        outcomes, _ = await self._sync(units, job_id)
+        outcomes, write_backs, _ = await self._sync(units, job_id)
         outcomes = [o for o in outcomes if o.key not in seen]
         seen.update(o.key for o in outcomes)
         async with self.ctx.sessionmaker() as session, session.begin():
             await syncrecords.save(session, ENTITY, outcomes, job_id=job_id)
             await syncrecords.count_into_job(session, job_id, outcomes)
             await jobs.add_found(session, job_id, len(outcomes))
+        await self._queue_write_backs(write_backs, job_id)
         return [o.key for o in outcomes if o.status is SyncStatus.FAILED]

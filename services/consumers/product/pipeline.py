@@ -1,4 +1,4 @@
-"""The product pipeline: units in, Rithum products written, IDs written back, outcomes recorded.
+"""The product pipeline: units in, Rithum products written, outcomes and ID write-backs decided.
 
 Shared by the real-time path (push notifications, micro-batches) and batch jobs (pages). Small
 sets go through the REST API in `$batch` requests; sets at or above the site configuration's feed
@@ -8,7 +8,6 @@ both paths. An unchanged record (same content hash, already on Rithum) costs no 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -21,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.consumers.product import transform as T
 from services.consumers.product.source import Family, Gone, Kit, Simple, Unit, changed_at, parse_stamp
+from services.consumers.product.writeback import WriteBack
 from shared import syncrecords
 from shared.acumatica.client import AcumaticaClient
-from shared.acumatica.errors import AcumaticaError
 from shared.db.models import SyncRecord, SyncStatus
 from shared.requestlog import log_context
 from shared.rithum import batch as rb
@@ -141,22 +140,21 @@ class ProductPipeline:
         rithum: RithumClient,
         feeds: FeedUploader,
         sessionmaker: async_sessionmaker[AsyncSession],
-        write_back_concurrency: int = 4,
         feed_lookup_margin: timedelta = timedelta(minutes=5),
     ) -> None:
         self.acumatica = acumatica
         self.rithum = rithum
         self.feeds = feeds
         self.sessionmaker = sessionmaker
-        self.write_back_slots = asyncio.Semaphore(write_back_concurrency)
         self.feed_lookup_margin = feed_lookup_margin
         self._dcs: list[int] | None = None
         self._feed_mark: datetime | None = None  # newest UpdateDateUtc a feed lookup has seen (Rithum's clock)
 
     async def sync(
         self, units: Sequence[Unit], rules: T.ProductRules, *, feed_threshold: int, job_id: int | None = None
-    ) -> list[Outcome]:
-        """Sync the units; returns one outcome per record key touched. Outcomes are not saved here."""
+    ) -> tuple[list[Outcome], list[WriteBack]]:
+        """Sync the units: one outcome per record key touched, and the CA Product ID write-backs
+        due. Neither is saved nor queued here."""
         keys = _keys(units)
         async with self.sessionmaker() as session:
             records = await syncrecords.load(session, ENTITY, keys)
@@ -172,7 +170,6 @@ class ProductPipeline:
                     log.warning("Rithum unavailable for %d products: %s", len(p.writes), exc)
                     written = {w.sku: _failed(w, f"Rithum unavailable: {exc}") for w in p.writes}
                 p.outcomes.update(written)
-                await self._write_back(p, rules)
             if p.unlist:
                 try:
                     p.outcomes.update(await self._unlist(p.unlist, records, rules))
@@ -186,10 +183,11 @@ class ProductPipeline:
                 p.outcomes[key] = Outcome(
                     key, SyncStatus.SKIPPED, "Not Changed", rithum_id=stored.rithum_id, kind=stored.kind
                 )
+        write_backs = self._write_backs(p, rules, records)
         for key, modified in p.modified.items():
             if key in p.outcomes and modified is not None:
                 p.outcomes[key].source_modified_at = modified
-        return list(p.outcomes.values())
+        return list(p.outcomes.values()), write_backs
 
     # -- REST ($batch) --------------------------------------------------------------------------
 
@@ -302,33 +300,26 @@ class ProductPipeline:
 
     # -- write-back of the CA Product ID ---------------------------------------------------------
 
-    async def _write_back(self, p: Plan, rules: T.ProductRules) -> None:
-        """Put the Rithum product ID on the Acumatica item where it is missing or different."""
+    @staticmethod
+    def _write_backs(p: Plan, rules: T.ProductRules, records: dict[str, SyncRecord]) -> list[WriteBack]:
+        """The Rithum product ID goes onto every item where it is missing or different: items just
+        written, and unchanged ones whose earlier write-back was lost or failed."""
         ref = rules.product_id_field
-
-        async def one(outcome: Outcome) -> None:
-            entity, record = p.items[outcome.key]
-            if str(ref.read(record) or "").strip() == outcome.rithum_id:
-                return
-            body: dict[str, Any] = {"InventoryID": outcome.key}
-            if ref.source == "attribute":
-                body["Attributes"] = [{"AttributeID": ref.name, "Value": outcome.rithum_id}]
-            else:
-                view, _, name = ref.name.partition(".")
-                body["custom"] = {view: {name: outcome.rithum_id}}
-            async with self.write_back_slots:
-                try:
-                    with log_context(entity=ENTITY, record_key=outcome.key):
-                        saved = await self.acumatica.put(entity, body)
-                    # Our own write moves LastModified; remember it so a delta does not count it as a change.
-                    p.modified[outcome.key] = changed_at(saved) or p.modified.get(outcome.key)
-                except AcumaticaError as exc:
-                    # The product is on Rithum; only the cross-reference failed. Say so, keep Processed.
-                    outcome.error = f"CA Product ID not written back to Acumatica: {exc}"
-                    log.warning("write-back of %s failed: %s", outcome.key, exc)
-
-        done = [o for o in p.outcomes.values() if o.status is SyncStatus.PROCESSED and o.key in p.items]
-        await asyncio.gather(*(one(o) for o in done))
+        wanted: dict[str, str] = {}
+        for outcome in p.outcomes.values():
+            if outcome.status in (SyncStatus.PROCESSED, SyncStatus.SKIPPED) and outcome.rithum_id:
+                wanted[outcome.key] = outcome.rithum_id
+        for key in p.untouched:
+            if records[key].rithum_id:
+                wanted[key] = str(records[key].rithum_id)
+        result = []
+        for key, rithum_id in wanted.items():
+            if key not in p.items:
+                continue
+            entity, record = p.items[key]
+            if str(ref.read(record) or "").strip() != rithum_id:
+                result.append(WriteBack.of(entity, key, rithum_id, ref))
+        return result
 
     # -- unlisting ------------------------------------------------------------------------------
 
