@@ -49,8 +49,6 @@ async def build_runtime(settings: Settings) -> Runtime:
     return runtime
 
 
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 

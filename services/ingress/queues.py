@@ -8,7 +8,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from fastapi import HTTPException
 
-from shared.messaging.topology import ENTITIES, Topology
+from shared.messaging.topology import ENTITIES, Topology, kinds_of
 from shared.settings import Settings
 
 
@@ -28,7 +28,7 @@ async def queue_stats(settings: Settings, topology: Topology) -> dict[str, dict[
     prefix = f"{topology.prefix}."
     stats: dict[str, dict[str, int]] = {}
     for entity in ENTITIES:
-        work = [topology.queue(entity, kind) for kind in ("records", "jobs")]
+        work = [topology.queue(entity, kind) for kind in kinds_of(entity)]
         row = {"ready": 0, "unacked": 0, "consumers": 0, "retrying": 0, "dead_lettered": 0}
         for name in work:
             q = by_name.get(name, {})

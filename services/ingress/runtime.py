@@ -1,4 +1,4 @@
-"""What the ingress process holds while it runs: database, publisher, outbox relay."""
+"""What the ingress process holds while it runs: database, publisher, outbox relay, Acumatica client."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared.acumatica.client import AcumaticaClient
+from shared.db.requestlog_sink import DatabaseSink
 from shared.messaging.publisher import Publisher
 from shared.messaging.topology import Topology
 from shared.outbox import OutboxRelay
+from shared.requestlog import RequestLog
 from shared.settings import Settings
 from shared.siteconfig import SiteConfigCache
 
@@ -44,6 +47,23 @@ class Runtime:
     config: SiteConfigCache
     recent: RecentIds = field(default_factory=RecentIds)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    request_log: RequestLog | None = None
+    _acumatica: AcumaticaClient | None = field(default=None, repr=False)
+
+    async def acumatica(self) -> AcumaticaClient:
+        """The Acumatica client, made on first use: an ingress that never lists live records signs in to
+        nothing, so it does not hold one of the license's API-user sessions. Its calls go to the request
+        log like every other outbound call (the consumers purge old entries, so no retention here)."""
+        if self._acumatica is None:
+            request_log = self.request_log or RequestLog(
+                DatabaseSink(self.sessionmaker),
+                secrets=self.settings.secret_values(),
+                excerpt_chars=self.settings.request_log_excerpt_chars,
+            )
+            self.request_log = request_log
+            self._acumatica = AcumaticaClient(self.settings, request_log=request_log)  # set before any await
+            await request_log.start()
+        return self._acumatica
 
     async def close(self) -> None:
         for task in self.tasks:
@@ -51,4 +71,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.publisher.close()
+        if self._acumatica is not None:
+            await self._acumatica.aclose()  # signs out: the session would otherwise hold an API user
+        if self.request_log is not None:
+            await self.request_log.close()  # final flush, before the engine goes
         await self.engine.dispose()

@@ -38,7 +38,9 @@ def ingress_env(settings: Settings, port: int) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: a running ingress relays every outbox row of the shared test database,
+# so one left running would take rows that later modules (the scheduler's) look for.
+@pytest.fixture(scope="module")
 def ingress_process(settings: Settings, sessionmaker) -> Iterator[Ingress]:
     port = free_port()
     env = ingress_env(settings, port)
