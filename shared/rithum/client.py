@@ -309,23 +309,15 @@ class RithumClient:
 
     async def adjust_order(self, order_id: int, adjustment: Mapping[str, Any]) -> None:
         """Order-level adjustment (cancel), e.g. `{"Reason": "BuyerCancelled", "SellerAdjustmentID": "…"}`."""
-        await self._call(
-            "POST",
-            f"/v1/Orders({order_id})/Adjust",
-            f"adjust order {order_id}",
-            json=dict(adjustment),
-            idempotent=False,
-        )
+        await self._adjust(f"/v1/Orders({order_id})/Adjust", f"adjust order {order_id}", adjustment)
 
     async def adjust_order_item(self, item_id: int, adjustment: Mapping[str, Any]) -> None:
         """Item-level adjustment, e.g. `{"Reason": "BuyerCancelled", "Quantity": 1}`."""
-        await self._call(
-            "POST",
-            f"/v1/OrderItems({item_id})/Adjust",
-            f"adjust order item {item_id}",
-            json=dict(adjustment),
-            idempotent=False,
-        )
+        await self._adjust(f"/v1/OrderItems({item_id})/Adjust", f"adjust order item {item_id}", adjustment)
+
+    async def _adjust(self, path: str, what: str, adjustment: Mapping[str, Any]) -> None:
+        """Adjustments are not idempotent: one that may have reached Rithum is not retried, lest it apply twice."""
+        await self._call("POST", path, what, json=dict(adjustment), idempotent=False)
 
     async def create_fulfillment(
         self, order_id: int, items: Mapping[int, int], fields: Mapping[str, Any] | None = None

@@ -27,7 +27,8 @@ class Ingress:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
 
-def ingress_env(settings: Settings, port: int) -> dict[str, str]:
+def ingress_env(settings: Settings, port: int, **extra: str) -> dict[str, str]:
+    """The ingress's settings for the test database and broker; `extra` adds or overrides some."""
     return {
         "DATABASE_URL": settings.database_url_plain,
         "AMQP_PREFIX": settings.amqp_prefix,
@@ -35,6 +36,7 @@ def ingress_env(settings: Settings, port: int) -> dict[str, str]:
         "API_TOKEN": TOKEN,
         "WEBHOOK_SECRET": SECRET,
         "LOG_LEVEL": "WARNING",
+        **extra,
     }
 
 

@@ -7,7 +7,6 @@ back from it in its own order, which is the order the API pages in.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from shared.acumatica.values import parse_datetime
 from shared.db.models import SyncStatus
 from shared.messaging.topology import Topology
 from shared.settings import Settings
-from tests.ingress.conftest import SECRET, TOKEN
+from tests.ingress.conftest import TOKEN, ingress_env
 from tests.support.broker import purge
 from tests.support.processes import free_port, service, stop
 
@@ -48,28 +47,22 @@ class Live:
         return httpx.Client(base_url=f"{self.acumatica}/_sandbox", timeout=60)
 
 
-def ingress_env(settings: Settings, port: int, acumatica: str, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": settings.database_url_plain,
-        "AMQP_PREFIX": settings.amqp_prefix,
-        "INGRESS_PORT": str(port),
-        "API_TOKEN": TOKEN,
-        "WEBHOOK_SECRET": SECRET,
-        "LOG_LEVEL": "WARNING",
+def live_env(settings: Settings, port: int, acumatica: str, **extra: str) -> dict[str, str]:
+    """The ingress's test settings, pointed at an Acumatica sandbox (`service` adds the environment)."""
+    acumatica_env = {
         "ACUMATICA_URL": acumatica,
         "ACUMATICA_REQUESTS_PER_MINUTE": "0",  # the sandbox license has no per-minute limit
         "ACUMATICA_MAX_ATTEMPTS": "2",  # failures surface fast
         "ACUMATICA_PAGE_SIZE": "2",  # counting the templates takes several pages
-        **extra,
     }
+    return ingress_env(settings, port, **{**acumatica_env, **extra})
 
 
 @contextmanager
 def ingress_process(settings: Settings, acumatica: str, **extra: str) -> Iterator[tuple[str, Any]]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with service(["services.ingress"], f"{url}/readyz", env=ingress_env(settings, port, acumatica, **extra)) as proc:
+    with service(["services.ingress"], f"{url}/readyz", env=live_env(settings, port, acumatica, **extra)) as proc:
         yield url, proc
 
 

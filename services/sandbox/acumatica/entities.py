@@ -64,6 +64,16 @@ _ITEM_FIELDS = _f(
     "Content",
 )
 
+# What a new stock item is unless told otherwise; the seed builds its items from the same values.
+NEW_ITEM: dict[str, Any] = {
+    "ItemStatus": "Active",
+    "ItemType": "Finished Good",
+    "IsAKit": False,
+    "BaseUOM": "EA",
+    "SalesUOM": "EA",
+    "PurchaseUOM": "EA",
+}
+
 SPECS: dict[str, EntitySpec] = {
     spec.name: spec
     for spec in (
@@ -78,12 +88,7 @@ SPECS: dict[str, EntitySpec] = {
                 "CrossReferences": ("AlternateID",),
             },
             defaults={
-                "ItemStatus": "Active",
-                "ItemType": "Finished Good",
-                "IsAKit": False,
-                "BaseUOM": "EA",
-                "SalesUOM": "EA",
-                "PurchaseUOM": "EA",
+                **NEW_ITEM,
                 "DefaultPrice": 0.0,
                 "ExportToExternal": True,
                 "Attributes": [],

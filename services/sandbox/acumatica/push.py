@@ -10,7 +10,6 @@ Deliveries run in background workers, up to 5 attempts; what still fails is kept
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.sandbox.workers import stop_workers
 from shared.acumatica.values import plain
 
 from .config import Knobs
@@ -217,13 +217,7 @@ class Push:
         self._workers = [asyncio.create_task(self._work(), name=f"push-{i}") for i in range(WORKERS)]
 
     async def stop(self) -> None:
-        for task in self._workers:
-            task.cancel()
-        for task in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._client is not None:
-            await self._client.aclose()
+        await stop_workers(self._workers, self._client)
 
     def resend(self, ids: list[str] | None) -> int:
         chosen = [self.failed.pop(i) for i in (ids if ids is not None else list(self.failed)) if i in self.failed]

@@ -13,6 +13,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .entities import NEW_ITEM
 from .store import Store
 
 CLASSES: dict[str, tuple[str, str, list[str]]] = {
@@ -99,12 +100,7 @@ class _Catalogue:
             "InventoryID": inventory_id,
             "Description": description,
             "ItemClass": class_id,
-            "ItemStatus": "Active",
-            "ItemType": "Finished Good",
-            "IsAKit": False,
-            "BaseUOM": "EA",
-            "SalesUOM": "EA",
-            "PurchaseUOM": "EA",
+            **NEW_ITEM,
             "DefaultPrice": price,
             "MSRP": round(price * 1.3, 2),
             "DimensionWeight": round(rng.uniform(0.1, 20), 2),

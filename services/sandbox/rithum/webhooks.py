@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
 import httpx
+
+from services.sandbox.workers import stop_workers
 
 from .state import Sandbox
 
@@ -29,13 +30,7 @@ class WebhookSender:
         self._workers = [asyncio.create_task(self._work()) for _ in range(WORKERS)]
 
     async def close(self) -> None:
-        for task in self._workers:
-            task.cancel()
-        for task in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._client is not None:
-            await self._client.aclose()
+        await stop_workers(self._workers, self._client)
 
     def enqueue(self, order: dict[str, Any]) -> None:
         if self.sandbox.config.webhook_url:
