@@ -41,7 +41,7 @@ class SiteConfigModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     message_queue_threshold: int = Field(100, ge=1, le=10_000, description="Prefetch of every consumer")
-    batch_size: int = Field(50, ge=1, le=1_000, description="Records per handler batch / $batch / transaction")
+    batch_size: int = Field(100, ge=1, le=1_000, description="Records per handler batch / $batch / transaction")
     batch_window_ms: int = Field(200, ge=0, le=60_000, description="Longest wait to fill a batch")
     max_attempts: int = Field(5, ge=1, le=100, description="Attempts before a record is Aborted")
     retry_delays: list[float] = Field([5, 30, 300], min_length=1, max_length=10)

@@ -52,6 +52,8 @@ def _is_value_object(obj: Mapping[str, Any]) -> bool:
 
 def unwrap(obj: Any) -> Any:
     """Value-wrapped JSON → plain structure (field errors are dropped; see `field_errors`)."""
+    if type(obj) is dict and len(obj) == 1 and "value" in obj:  # most fields: skip the general checks
+        return obj["value"]
     if isinstance(obj, list):
         return [unwrap(item) for item in obj]
     if not isinstance(obj, Mapping):

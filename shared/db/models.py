@@ -67,7 +67,7 @@ class SiteConfig(Base):
     __tablename__ = "site_config"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
     message_queue_threshold: Mapped[int] = mapped_column(Integer, default=100)
-    batch_size: Mapped[int] = mapped_column(Integer, default=50)
+    batch_size: Mapped[int] = mapped_column(Integer, default=100)
     batch_window_ms: Mapped[int] = mapped_column(Integer, default=200)
     max_attempts: Mapped[int] = mapped_column(Integer, default=5)
     retry_delays: Mapped[dict[str, Any]] = mapped_column(JSONB, default=lambda: {"seconds": [5, 30, 300]})

@@ -32,12 +32,16 @@ class ProductConsumer:
             acumatica=ctx.acumatica, rithum=ctx.rithum, feeds=ctx.feeds, sessionmaker=ctx.sessionmaker
         )
         self.write_backs = WriteBackHandler(ctx.acumatica, ctx.sessionmaker, ctx.settings.acumatica_concurrency)
+        self._rules_for: tuple[object, ProductRules] | None = None
 
     async def _rules(self) -> tuple[ProductRules, int, int]:
+        """The mappings are read again whenever the site configuration cache refreshes (every ~2 s), so a
+        mapping change applies as soon as a configuration change does, without a query per batch."""
         config = await self.ctx.config.get()
-        async with self.ctx.sessionmaker() as session:
-            rules = await load_rules(session, config.options)
-        rules = replace(rules, class_attributes=await self.source.class_attributes())
+        if self._rules_for is None or self._rules_for[0] is not config:
+            async with self.ctx.sessionmaker() as session:
+                self._rules_for = (config, await load_rules(session, config.options))
+        rules = replace(self._rules_for[1], class_attributes=await self.source.class_attributes())
         return rules, config.feed_threshold, config.max_attempts
 
     async def _sync(

@@ -17,7 +17,9 @@ from typing import Any
 from shared.acumatica import filters as F
 from shared.acumatica.client import AcumaticaClient
 
-KEY_GROUP = 20  # keys per OR-filter, to keep URLs short
+# Keys per OR-filter: 25 keys of up to 30 characters, URL-encoded, stay under the 2,048-character query
+# string IIS allows by default; a batch of 100 keys is then 4 requests, one round at the default concurrency.
+KEY_GROUP = 25
 ITEM_EXPAND = ("Attributes",)
 
 
@@ -128,14 +130,15 @@ class ProductSource:
                 kits[item["InventoryID"]] = item
             else:
                 simple.append(Simple(item))
-        if orphans:
-            for template in await self._by_keys("TemplateItems", "InventoryID", list(orphans), expand=ITEM_EXPAND):
-                templates[template["InventoryID"]] = Family(template, orphans.pop(template["InventoryID"], []))
-            simple += [Simple(v) for variants in orphans.values() for v in variants]  # template gone: stand alone
-        specs = {
-            s["KitInventoryID"]: s
-            for s in await self._by_keys("KitSpecification", "KitInventoryID", list(kits), expand=("StockComponents",))
-        }
+        # Independent reads, so one round trip rather than two.
+        parents, kit_specs = await asyncio.gather(
+            self._by_keys("TemplateItems", "InventoryID", list(orphans), expand=ITEM_EXPAND),
+            self._by_keys("KitSpecification", "KitInventoryID", list(kits), expand=("StockComponents",)),
+        )
+        for template in parents:
+            templates[template["InventoryID"]] = Family(template, orphans.pop(template["InventoryID"], []))
+        simple += [Simple(v) for variants in orphans.values() for v in variants]  # template gone: stand alone
+        specs = {s["KitInventoryID"]: s for s in kit_specs}
         return [*simple, *templates.values(), *(Kit(item, specs.get(key)) for key, item in kits.items())]
 
     async def pages(self, start: datetime | None, end: datetime | None) -> AsyncIterator[list[Unit]]:
