@@ -162,3 +162,35 @@ async def test_rithum_outage_and_429_bursts_during_a_sync(fresh: Stack, clean_db
     await eventually(job_settled, timeout=30, what="the job's counts to settle")
     skus = Counter(p["Sku"] for p in rithum_products(fresh))
     assert set(skus) == eligible and max(skus.values()) == 1
+
+
+async def test_a_mapping_change_reaches_the_running_consumer(fresh: Stack, clean_db) -> None:
+    """No restart: once TOYS is no longer mapped, the next change of a TOYS item unlists its product."""
+    fresh.reset(items=10)
+    with fresh.acu() as acu:
+        acu.post("/records/StockItem", json={"records": [new_item("RT-MAPPED")]}).raise_for_status()
+    await eventually(lambda: rithum_product(fresh, "RT-MAPPED"), what="RT-MAPPED on Rithum")
+    with fresh.api() as api:
+        mapped = api.get("/mappings/item_class").raise_for_status().json()["items"]
+        kept = [m for m in mapped if m["source"] != "TOYS"]
+        assert len(kept) == len(mapped) - 1
+        api.put("/mappings/item_class", json=kept).raise_for_status()
+
+    changes = 0
+
+    async def unlisted() -> bool:
+        nonlocal changes
+        stored = await record(clean_db, "RT-MAPPED")
+        if stored is not None and stored.status == "Deleted":
+            return True
+        changes += 1  # a change the consumer may still have handled with the old mappings: change again
+        with fresh.acu() as acu:
+            body = {"keys": ["RT-MAPPED"], "set": {"Description": f"Train set, take {changes}"}}
+            acu.post("/records/StockItem/change", json=body).raise_for_status()
+        return False
+
+    await eventually(unlisted, timeout=30, what="the unmapped class to unlist the product")
+    stored = await record(clean_db, "RT-MAPPED")
+    assert "TOYS" in stored.last_error and "not mapped" in stored.last_error, stored.last_error
+    labels = {label["Name"] for label in rithum_product(fresh, "RT-MAPPED").get("Labels") or []}
+    assert "Unlisted" in labels

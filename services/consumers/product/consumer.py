@@ -15,6 +15,7 @@ from services.consumers.product.source import ProductSource, Unit
 from services.consumers.product.transform import ProductRules
 from services.consumers.product.writeback import WriteBack, WriteBackHandler, envelopes
 from shared import jobs, syncrecords
+from shared.asynciter import read_ahead
 from shared.db.models import SyncMode, SyncStatus
 from shared.messaging.consumer import Ack, DeadLetter, Delivery, Outcome, Retry
 from shared.requestlog import log_context
@@ -119,7 +120,7 @@ class ProductConsumer:
                     units = await self.source.resolve(keys[i : i + SELECTED_PAGE])
                     failed_keys += await self._job_page(job_id, units, seen)
             else:
-                async for units in self.source.pages(start, end):
+                async for units in read_ahead(self.source.pages(start, end)):
                     failed_keys += await self._job_page(job_id, units, seen)
         except Exception as exc:
             log.exception("job %d failed", job_id)
