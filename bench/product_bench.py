@@ -28,14 +28,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aio_pika
-import httpx
 import psutil
 from aio_pika.abc import AbstractIncomingMessage
 from sqlalchemy import text
@@ -43,7 +42,6 @@ from sqlalchemy import text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # deploy/ and tests/ are not installed packages
 
-from deploy.demo import configure  # noqa: E402
 from shared.db.engine import make_engine  # noqa: E402
 from shared.db.migrate import ensure_database, upgrade  # noqa: E402
 from shared.db.models import Base  # noqa: E402
@@ -52,7 +50,8 @@ from shared.messaging.publisher import Publisher  # noqa: E402
 from shared.messaging.topology import Topology  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
 from tests.support.broker import delete_topology  # noqa: E402
-from tests.support.processes import free_port, service, stop  # noqa: E402
+from tests.support.processes import stop  # noqa: E402
+from tests.support.stack import Stack as SharedStack  # noqa: E402
 
 TOKEN = "bench-token"
 SECRET = "bench-webhook-secret"
@@ -102,25 +101,19 @@ class MemorySampler:
 
 
 @dataclass
-class Stack:
-    ingress: str
-    acumatica: str
-    rithum: str
-    prefix: str
-    env: dict[str, str]
+class Stack(SharedStack):
+    """The stack with the consumers as the Procfile runs them, and the memory of every process watched."""
+
     memory: MemorySampler
     consumers: list[subprocess.Popen] = field(default_factory=list)
-    _exit: ExitStack = field(default_factory=ExitStack)
+
+    admin_timeout: ClassVar[float] = 600  # seeding or changing a large catalogue takes minutes
+    job_poll_seconds: ClassVar[float] = 0.2
 
     def start_consumer(self) -> None:
         """As the Procfile runs them: records and jobs in one process, the ID write-back in another."""
         for name, queues in (("consumer-product", "records,jobs"), ("consumer-product-writeback", "writeback")):
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "services.consumers", "product", "--queues", queues],
-                cwd=ROOT,
-                env={**os.environ, **self.env},
-                start_new_session=True,
-            )
+            proc = self.spawn("services.consumers", "product", "--queues", queues)
             self.consumers.append(proc)
             self.memory.watch(name, proc.pid)
 
@@ -141,24 +134,10 @@ class Stack:
                 raise TimeoutError(f"{puts} of {expected} write-backs after {PHASE_TIMEOUT_SECONDS}s")
             time.sleep(0.2)
 
-    def api(self) -> httpx.Client:
-        return httpx.Client(base_url=f"{self.ingress}/api/v1", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
-
-    def acu(self) -> httpx.Client:
-        return httpx.Client(base_url=f"{self.acumatica}/_sandbox", timeout=600)
-
-    def rit(self) -> httpx.Client:
-        return httpx.Client(base_url=f"{self.rithum}/_sandbox", timeout=60)
-
-    def reset(self, items: int, feed_threshold: int) -> None:
+    def reset_all(self, items: int, feed_threshold: int) -> None:
         """A fresh catalogue of `items`, an empty Rithum and state store, the demo configured."""
         asyncio.run(truncate())
-        with self.acu() as acu, self.rit() as rit:
-            acu.post("/reset").raise_for_status()
-            acu.post("/seed", json={"items": items, "random_seed": 7}).raise_for_status()
-            rit.post("/reset").raise_for_status()
-            rit.patch("/config", json={"feed_delay": 0.2}).raise_for_status()
-        configure(ingress=self.ingress, token=TOKEN, acumatica=self.acumatica, webhook_secret=SECRET)
+        self.reset(items)
         with self.api() as api:
             api.put("/config", json={"feed_threshold": feed_threshold}).raise_for_status()
 
@@ -171,61 +150,31 @@ class Stack:
         with self.acu() as acu, self.rit() as rit:
             return acu.get("/stats").raise_for_status().json(), rit.get("/stats").raise_for_status().json()
 
-    def run_job(self, mode: str = "full") -> tuple[dict[str, Any], float]:
+    def timed_job(self, mode: str = "full") -> tuple[dict[str, Any], float]:
+        """The finished job and the seconds from its request until it ended."""
         started = time.perf_counter()
-        with self.api() as api:
-            job_id = api.post("/sync/product", json={"mode": mode}).raise_for_status().json()["job_id"]
-            deadline = time.monotonic() + PHASE_TIMEOUT_SECONDS
-            while True:
-                job = api.get(f"/jobs/{job_id}").raise_for_status().json()
-                if job["status"] in ("succeeded", "failed"):
-                    return job, time.perf_counter() - started
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"job {job_id} still {job['status']} after {PHASE_TIMEOUT_SECONDS}s")
-                time.sleep(0.2)
+        job = self.run_job(mode, timeout=PHASE_TIMEOUT_SECONDS)
+        return job, time.perf_counter() - started
 
 
 @contextmanager
 def stack(acumatica_rpm: int, log_level: str = "WARNING") -> Iterator[Stack]:
-    acu_port, rit_port, ftp_port, ingress_port = free_port(), free_port(), free_port(), free_port()
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    env = {
-        "DATABASE_URL": DATABASE_URL,
-        "AMQP_PREFIX": prefix,
-        "INGRESS_PORT": str(ingress_port),
-        "API_TOKEN": TOKEN,
-        "WEBHOOK_SECRET": SECRET,
-        "ACUMATICA_URL": f"http://127.0.0.1:{acu_port}",
-        "RITHUM_API_URL": f"http://127.0.0.1:{rit_port}",
-        "RITHUM_FTP_URL": f"ftp://sandbox:sandbox@127.0.0.1:{ftp_port}",
-        "RITHUM_FEED_POLL_SECONDS": "0.2",
-        "ACUMATICA_REQUESTS_PER_MINUTE": str(acumatica_rpm),
-        "LOG_LEVEL": log_level,
-    }
-    s = Stack(
-        ingress=f"http://127.0.0.1:{ingress_port}",
-        acumatica=env["ACUMATICA_URL"],
-        rithum=env["RITHUM_API_URL"],
-        prefix=prefix,
-        env=env,
-        memory=MemorySampler(),
-    )
-    processes = {
-        "acumatica-sandbox": (
-            ["services.sandbox.acumatica", "--port", str(acu_port)],
-            f"{s.acumatica}/_sandbox/health",
-        ),
-        "rithum-sandbox": (
-            ["services.sandbox.rithum", "--port", str(rit_port), "--ftp-port", str(ftp_port)],
-            f"{s.rithum}/_sandbox/health",
-        ),
-        "ingress": (["services.ingress"], f"{s.ingress}/readyz"),
-    }
     try:
-        with s._exit, s.memory:
-            for name, (args, health) in processes.items():
-                proc = s._exit.enter_context(service(args, health, env=env, timeout=60))
-                s.memory.watch(name, proc.pid)
+        with (
+            MemorySampler() as memory,
+            Stack.start(
+                database_url=DATABASE_URL,
+                amqp_prefix=prefix,
+                token=TOKEN,
+                secret=SECRET,
+                extra_env={"ACUMATICA_REQUESTS_PER_MINUTE": str(acumatica_rpm), "LOG_LEVEL": log_level},
+                timeout=60,
+                memory=memory,
+            ) as s,
+        ):
+            for name, proc in s.processes.items():
+                memory.watch(name, proc.pid)
             s.start_consumer()
             try:
                 yield s
@@ -263,11 +212,11 @@ def met(ok: bool) -> str:
 def full_sync(s: Stack, items: int, feed_threshold: int) -> dict[str, float]:
     print(f"\n== full sync: {items} Acumatica items, feed threshold {feed_threshold}", flush=True)
     seeded = time.perf_counter()
-    s.reset(items, feed_threshold)
+    s.reset_all(items, feed_threshold)
     print(f"   seeded and configured in {time.perf_counter() - seeded:.1f} s", flush=True)
     s.clear_stats()
     s.memory.reset()
-    job, listed = s.run_job("full")
+    job, listed = s.timed_job("full")
     counts = job["counts"]
     synced = counts.get("processed", 0)
     wall = listed + s.wait_write_backs(synced)
@@ -350,6 +299,8 @@ async def through_consumer(s: Stack, publisher: Publisher, keys: list[str]) -> f
     finally:
         await engine.dispose()
     span = (batches[-1][0] - batches[0][0]).total_seconds()
+    if span <= 0:  # the first batch is not counted, so one batch leaves nothing to time
+        raise SystemExit(f"{len(keys)} messages were handled in one batch: time needs more (--messages, --changed)")
     return (len(keys) - batches[0][1]) / span
 
 
@@ -385,7 +336,7 @@ async def plain_consume(publisher: Publisher, url: str, queue_name: str, count: 
 
 async def realtime_rates(s: Stack, messages: int, changed: int) -> None:
     settings = get_settings()
-    topology = Topology(s.prefix)
+    topology = Topology(s.amqp_prefix)
     with s.api() as api:
         prefetch = api.get("/config").raise_for_status().json()["message_queue_threshold"]
     keys = await processed_keys(messages + changed)
@@ -425,9 +376,9 @@ async def realtime_rates(s: Stack, messages: int, changed: int) -> None:
 
 def realtime(s: Stack, items: int, messages: int, changed: int, feed_threshold: int) -> None:
     print(f"\n== real time: catalogue of {items} items synced first, then {messages} unchanged / {changed} changed")
-    s.reset(items, feed_threshold)
+    s.reset_all(items, feed_threshold)
     s.clear_stats()
-    job, wall = s.run_job("full")
+    job, wall = s.timed_job("full")
     # The write-backs trail the job; measured while they still run, they would share the sandbox's CPU.
     wall += s.wait_write_backs(job["counts"].get("processed", 0))
     print(f"   catalogue synced and written back in {wall:.1f} s: {job['counts']}", flush=True)
