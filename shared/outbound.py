@@ -197,7 +197,8 @@ class OutboundHTTP:
                 response_excerpt=response_excerpt,
                 error=error,
             )
-        log.debug("%s %s %s -> %s in %.0fms", self.system, method, self._redactor.url(url), status, elapsed * 1000)
+        if log.isEnabledFor(logging.DEBUG):  # redacting a URL costs more than the call's own bookkeeping
+            log.debug("%s %s %s -> %s in %.0fms", self.system, method, self._redactor.url(url), status, elapsed * 1000)
 
 
 def _body_excerpt(json: Any, content: bytes | str | None, data: Mapping[str, Any] | None) -> str | None:
