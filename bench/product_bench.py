@@ -14,7 +14,8 @@ broker and Postgres with test runs. Peak resident memory of every child process 
    consumer has saved every record's outcome. Baseline: a plain aio-pika consumer acking the same
    number of envelopes from a quorum queue of the same topology, timed the same way.
 
-    .venv/bin/python bench/product_bench.py [--items 100000] [--rt-items 3000] [--messages 2000] [--changed 500] [--repeat 3]
+    .venv/bin/python bench/product_bench.py [--items 100000] [--rt-items 3000] [--messages 2000] \
+        [--changed 500] [--repeat 3]
 """
 
 from __future__ import annotations
