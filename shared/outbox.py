@@ -50,10 +50,23 @@ class OutboxRelay:
         self._interval = interval
         self._max_backoff = max_backoff
         self._wake = asyncio.Event()
+        self._broker_back = False
 
     def wake(self) -> None:
         """Ask for a pass now (after a commit that added rows), instead of at the next tick."""
         self._wake.set()
+
+    def broker_back(self) -> None:
+        """The broker is reachable again: rows that backed off during the outage are due now, not up to
+        `max_backoff` seconds later (the publisher calls this when its connection is restored)."""
+        self._broker_back = True
+        self._wake.set()
+
+    async def _due_now(self) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            now = datetime.now(UTC)
+            held_back = update(OutboxMessage).where(OutboxMessage.available_at > now)
+            await session.execute(held_back.values(available_at=now))
 
     async def relay_once(self, message_ids: Sequence[str] | None = None) -> int:
         """Publish due rows (or just `message_ids`); returns how many were published and removed."""
@@ -88,6 +101,9 @@ class OutboxRelay:
     async def run(self) -> None:
         while True:
             try:
+                if self._broker_back:
+                    self._broker_back = False
+                    await self._due_now()
                 while await self.relay_once() == self._batch_size:
                     pass
             except Exception:
@@ -105,6 +121,7 @@ async def pending(session: AsyncSession) -> int:
 
 async def start_publisher(publisher: Publisher, relay: OutboxRelay) -> None:
     """Connect (retrying while the broker is down: webhooks meanwhile go to the outbox), then relay."""
+    publisher.on_reconnect.append(relay.broker_back)
     delay = 1.0
     while not publisher.is_connected:
         try:

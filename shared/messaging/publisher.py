@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 import aio_pika
 import aiormq.exceptions
+from aio_pika import RobustConnection
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
 from shared.messaging.connection import connect
@@ -103,6 +104,7 @@ class Publisher:
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
+        self.on_reconnect: list[Callable[[], None]] = []  # called once the robust connection is restored
 
     async def start(self) -> None:
         """Connect, and declare the topology unless told not to. Raises PublishError if the broker is down.
@@ -113,6 +115,8 @@ class Publisher:
             return
         try:
             self._connection = await connect(self._url, self.name, robust=True)
+            if isinstance(self._connection, RobustConnection):
+                self._connection.reconnect_callbacks.add(self._reconnected)
             self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
             if self._declare:
                 await self.topology.declare(self._channel)
@@ -120,6 +124,11 @@ class Publisher:
         except (aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError) as exc:
             await self.close()
             raise PublishError(f"publisher could not start: {type(exc).__name__}: {exc}") from exc
+
+    def _reconnected(self, *_: object) -> None:
+        log.info("%s: connection to the broker restored", self.name)
+        for callback in self.on_reconnect:
+            callback()
 
     async def close(self) -> None:
         connection, self._connection, self._channel, self._exchange = self._connection, None, None, None
