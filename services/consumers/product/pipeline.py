@@ -264,6 +264,13 @@ class ProductPipeline:
             if p not in ok
         }
         ids = await self._ids_changed_since(started, {p.sku for p in ok})
+        # Rows the update-time query did not show (its clock, or a feed processed out of order): by SKU.
+        unseen = [p.sku for p in ok if p.sku not in ids and not (p.sku in records and records[p.sku].rithum_id)]
+        if unseen:
+            log.info(
+                "feed %s: %d accepted products not in the update-time query; looking them up by SKU", name, len(unseen)
+            )
+            ids.update(await self.rithum.find_product_ids(unseen))
         for product in ok:
             rithum_id = ids.get(product.sku) or (records[product.sku].rithum_id if product.sku in records else None)
             if rithum_id is None:
