@@ -114,8 +114,11 @@ class Stack(SharedStack):
 
     def start_consumer(self) -> None:
         """As the Procfile runs them: records and jobs in one process, the ID write-back in another."""
-        for name, queues in (("consumer-product", "records,jobs"), ("consumer-product-writeback", "writeback")):
-            proc = self.spawn("services.consumers", "product", "--queues", queues)
+        for name, args in (
+            ("consumer-product", ("--queues", "records,jobs")),
+            ("consumer-product-writeback", ("--queues", "writeback", "--nice", "10")),
+        ):
+            proc = self.spawn("services.consumers", "product", *args)
             self.consumers.append(proc)
             self.memory.watch(name, proc.pid)
 

@@ -2,13 +2,16 @@
 
 By default one process serves every queue of the entity. The product's CA Product ID write-back
 (one Acumatica PUT per new product) can run in a process of its own (`--queues writeback`, with
-`--queues records,jobs` for the other), so it uses a core of its own and never slows listing.
+`--queues records,jobs` for the other), so it does not hold up listing; `--nice 10`, as the Procfile
+runs it, also leaves the CPU to listing where both share a host.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
 
 from services.consumers.context import ConsumerContext
@@ -80,9 +83,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m services.consumers")
     parser.add_argument("entity", choices=sorted(CONSUMERS), help="which entity's consumer to run")
     parser.add_argument("--queues", help="comma-separated queues to serve (default: all of the entity's)")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        choices=range(20),
+        metavar="0-19",
+        help="lower this process's CPU priority by N (background work such as the write-back, on a shared host)",
+    )
     args = parser.parse_args()
     queues = parse_queues(args.entity, args.queues)
     setup_logging(get_settings().log_level, f"consumer-{args.entity}")
+    if args.nice:
+        os.nice(args.nice)  # listing on Rithum keeps the CPU when both want it; the write-back only trails
+        logging.getLogger("connector.consumers").info("CPU priority lowered by %d (nice)", args.nice)
     asyncio.run(serve(args.entity, queues))
     return 0
 
