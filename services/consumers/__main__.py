@@ -16,6 +16,7 @@ import sys
 
 from services.consumers.context import ConsumerContext
 from services.consumers.product.consumer import ProductConsumer
+from services.consumers.product.writeback import attempts as write_back_attempts
 from shared.logging import setup_logging
 from shared.messaging.consumer import BatchConsumer, ConsumerConfig, run_until_signal
 from shared.messaging.topology import kinds_of
@@ -43,7 +44,7 @@ async def serve(entity: str, queues: list[str]) -> None:
             prefetch=WRITE_BACK_MESSAGES,
             batch_size=WRITE_BACK_MESSAGES,
             batch_window_ms=0,
-            max_attempts=base.max_attempts,
+            max_attempts=write_back_attempts(base.max_attempts),
             retry_delays=base.retry_delays,
         )
 

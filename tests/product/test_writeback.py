@@ -100,3 +100,19 @@ async def test_write_back_waits_out_an_acumatica_outage(fresh: Stack, clean_db) 
         acu.patch("/faults", json={"error_rate": 0.0}).raise_for_status()
     # Only a record still pointing at that Rithum product is stamped; the item gets the queued value.
     await eventually(lambda: attr(acumatica_item(fresh, sku), "CAPRODUCTID") == "777", what="write-back after outage")
+
+
+async def test_write_back_outlasts_the_sites_attempts_during_a_long_outage(fresh: Stack, clean_db) -> None:
+    """Records give up after the site's `max_attempts`; a write-back keeps trying past them (MIN_ATTEMPTS)."""
+    sku, rithum_id = await listed_item(fresh, clean_db)
+    with fresh.api() as api:
+        api.put("/config", json={"max_attempts": 2, "retry_delays": [0.5]}).raise_for_status()
+    with fresh.acu() as acu:
+        acu.patch("/faults", json={"error_rate": 1.0}).raise_for_status()
+        await publish_write_backs(fresh, [WriteBack.of("StockItem", sku, "888", CA_ID)])
+        # Each attempt spends the client's own retries (0.5 + 1 + 2 + 4 s at most): by now the site's
+        # two attempts are over, and a record would have been dead-lettered.
+        await asyncio.sleep(20)
+        assert attr(acumatica_item(fresh, sku), "CAPRODUCTID") == rithum_id
+        acu.patch("/faults", json={"error_rate": 0.0}).raise_for_status()
+    await eventually(lambda: attr(acumatica_item(fresh, sku), "CAPRODUCTID") == "888", what="write-back after outage")

@@ -13,7 +13,7 @@ from services.consumers.product.pipeline import ENTITY, ProductPipeline
 from services.consumers.product.rules_config import load_rules
 from services.consumers.product.source import ProductSource, Unit
 from services.consumers.product.transform import ProductRules
-from services.consumers.product.writeback import WriteBack, WriteBackHandler, envelopes
+from services.consumers.product.writeback import WriteBack, WriteBackHandler, attempts, envelopes
 from shared import jobs, syncrecords
 from shared.asynciter import read_ahead
 from shared.db.models import SyncMode, SyncStatus
@@ -91,8 +91,7 @@ class ProductConsumer:
         return results
 
     async def handle_write_backs(self, batch: list[Delivery]) -> list[Outcome]:
-        max_attempts = (await self.ctx.config.get()).max_attempts
-        return await self.write_backs.handle(batch, max_attempts)
+        return await self.write_backs.handle(batch, attempts((await self.ctx.config.get()).max_attempts))
 
     async def handle_jobs(self, batch: list[Delivery]) -> list[Outcome]:
         return [await self.run_job(int(d.envelope.payload["job_id"])) for d in batch]

@@ -38,6 +38,14 @@ log = logging.getLogger("connector.product.writeback")
 ENTITY = "product"
 ITEMS_PER_MESSAGE = 200
 ERROR_PREFIX = "CA Product ID not written back to Acumatica"
+MIN_ATTEMPTS = 12
+"""A write-back outlasts an Acumatica maintenance window: at least this many attempts, the later ones at
+the longest retry delay (about 45 minutes with the default 5/30/300 s), before it is dead-lettered. Only
+an unchanged item's next full sync would write the ID otherwise, as a delta does not see the item."""
+
+
+def attempts(site_max_attempts: int) -> int:
+    return max(site_max_attempts, MIN_ATTEMPTS)
 
 
 @dataclass(frozen=True, slots=True)
