@@ -84,35 +84,33 @@ async def _with_error(sessionmaker, key: str) -> SyncRecord | None:
     return stored if stored is not None and stored.last_error else None
 
 
+async def write_back_through_outage(stack: Stack, sku: str, rithum_id: str, value: str, down_seconds: float) -> None:
+    """Acumatica fails every call while a write-back of `value` is queued; the item keeps its ID meanwhile
+    and gets `value` once Acumatica is back. Each attempt first spends the client's own retries
+    (0.5 + 1 + 2 + 4 s at most), so the write-back has to go round the queue's retry tiers."""
+    with stack.acu() as acu:
+        acu.patch("/faults", json={"error_rate": 1.0}).raise_for_status()
+        await publish_write_backs(stack, [WriteBack.of("StockItem", sku, value, CA_ID)])
+        await asyncio.sleep(down_seconds)
+        assert attr(acumatica_item(stack, sku), "CAPRODUCTID") == rithum_id
+        acu.patch("/faults", json={"error_rate": 0.0}).raise_for_status()
+    # Only a record still pointing at that Rithum product is stamped; the item gets the queued value.
+    await eventually(lambda: attr(acumatica_item(stack, sku), "CAPRODUCTID") == value, what="write-back after outage")
+
+
 async def test_write_back_waits_out_an_acumatica_outage(fresh: Stack, clean_db) -> None:
     sku, rithum_id = await listed_item(fresh, clean_db)
     product = rithum_product(fresh, sku)
     assert product is not None and str(product["ID"]) == rithum_id
     with fresh.api() as api:
         api.put("/config", json={"retry_delays": [1, 2]}).raise_for_status()
-    with fresh.acu() as acu:
-        # Every Acumatica call fails for longer than the client's own retries last (0.5 + 1 + 2 + 4 s at
-        # most), so the write-back has to go round the queue's retry tier.
-        acu.patch("/faults", json={"error_rate": 1.0}).raise_for_status()
-        await publish_write_backs(fresh, [WriteBack.of("StockItem", sku, "777", CA_ID)])
-        await asyncio.sleep(9)
-        assert attr(acumatica_item(fresh, sku), "CAPRODUCTID") == rithum_id
-        acu.patch("/faults", json={"error_rate": 0.0}).raise_for_status()
-    # Only a record still pointing at that Rithum product is stamped; the item gets the queued value.
-    await eventually(lambda: attr(acumatica_item(fresh, sku), "CAPRODUCTID") == "777", what="write-back after outage")
+    await write_back_through_outage(fresh, sku, rithum_id, "777", down_seconds=9)
 
 
 async def test_write_back_outlasts_the_sites_attempts_during_a_long_outage(fresh: Stack, clean_db) -> None:
-    """Records give up after the site's `max_attempts`; a write-back keeps trying past them (MIN_ATTEMPTS)."""
+    """Records give up after the site's `max_attempts`; a write-back keeps trying past them (MIN_ATTEMPTS):
+    20 s down is more than the site's two attempts last, after which a record would be dead-lettered."""
     sku, rithum_id = await listed_item(fresh, clean_db)
     with fresh.api() as api:
         api.put("/config", json={"max_attempts": 2, "retry_delays": [0.5]}).raise_for_status()
-    with fresh.acu() as acu:
-        acu.patch("/faults", json={"error_rate": 1.0}).raise_for_status()
-        await publish_write_backs(fresh, [WriteBack.of("StockItem", sku, "888", CA_ID)])
-        # Each attempt spends the client's own retries (0.5 + 1 + 2 + 4 s at most): by now the site's
-        # two attempts are over, and a record would have been dead-lettered.
-        await asyncio.sleep(20)
-        assert attr(acumatica_item(fresh, sku), "CAPRODUCTID") == rithum_id
-        acu.patch("/faults", json={"error_rate": 0.0}).raise_for_status()
-    await eventually(lambda: attr(acumatica_item(fresh, sku), "CAPRODUCTID") == "888", what="write-back after outage")
+    await write_back_through_outage(fresh, sku, rithum_id, "888", down_seconds=20)
