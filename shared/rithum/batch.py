@@ -162,3 +162,33 @@ def update_product(product_id: int, changes: Mapping[str, Any]) -> BatchRequest:
 
 def create_product(body: Mapping[str, Any]) -> BatchRequest:
     return BatchRequest("POST", "Products", dict(body))
+
+
+def _quoted(text: str) -> str:
+    """An OData string literal: single quotes, a quote inside doubled."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def label_path(product_id: int, name: str) -> str:
+    return f"ProductLabels(ProductID={product_id},Name={_quoted(name)})"
+
+
+def add_label(product_id: int, name: str) -> BatchRequest:
+    """The real URI of a product label (aliases such as `Products(ID)/Labels('x')` are refused in a batch)."""
+    return BatchRequest("PUT", label_path(product_id, name))
+
+
+def remove_label(product_id: int, name: str) -> BatchRequest:
+    return BatchRequest("DELETE", label_path(product_id, name))
+
+
+def bundle_component_path(product_id: int, component_id: int) -> str:
+    return f"ProductBundleComponents(ProductID={product_id},ComponentID={component_id})"
+
+
+def set_bundle_component(product_id: int, component_id: int, quantity: int) -> BatchRequest:
+    return BatchRequest("PUT", bundle_component_path(product_id, component_id), {"Quantity": quantity})
+
+
+def remove_bundle_component(product_id: int, component_id: int) -> BatchRequest:
+    return BatchRequest("DELETE", bundle_component_path(product_id, component_id))
