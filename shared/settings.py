@@ -50,10 +50,14 @@ class Settings(BaseSettings):
     rithum_ftp_url: SecretStr = SecretStr("ftp://sandbox:sandbox@127.0.0.1:2121")
     rithum_requests_per_minute: int = Field(2000, ge=1, description="Rithum's per-profile budget; $batch parts count")
     rithum_concurrency: int = Field(5, ge=1, description="Concurrent Rithum API requests per integration")
-    rithum_feed_result_timeout: float = Field(
-        3900.0, gt=0, description="Seconds to wait for an FTP feed's result file (Rithum: pickup within an hour)"
+    rithum_feed_confirm_timeout: float = Field(
+        7200.0,
+        gt=0,
+        description="Seconds a feed file's rows have to appear on Rithum before they are Failed (pickup within an hour)",
     )
-    rithum_feed_poll_seconds: float = Field(5.0, gt=0, description="How often to look for an FTP feed's result file")
+    rithum_feed_reconcile_seconds: float = Field(
+        60.0, gt=0, description="How often submitted feed rows are looked for on Rithum"
+    )
 
     # Ingress
     webhook_secret: SecretStr = SecretStr("sandbox-webhook-secret")

@@ -39,6 +39,7 @@ class Base(DeclarativeBase):
 
 class SyncStatus(enum.StrEnum):
     PENDING = "Pending"
+    SUBMITTED = "Submitted"  # written through a feed file, not yet seen on Rithum
     PROCESSED = "Processed"
     FAILED = "Failed"
     FILTERED = "Filtered"
@@ -50,6 +51,7 @@ class SyncStatus(enum.StrEnum):
 class JobStatus(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
+    CONFIRMING = "confirming"  # enumeration done; waiting for Rithum to pick up the job's feed files
     SUCCEEDED = "succeeded"
     FAILED = "failed"
 
@@ -95,9 +97,12 @@ class SyncJob(Base):
     filtered: Mapped[int] = mapped_column(Integer, default=0)
     skipped: Mapped[int] = mapped_column(Integer, default=0)
     deleted: Mapped[int] = mapped_column(Integer, default=0)
+    submitted: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    confirmed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     started_at: Mapped[datetime | None]
+    enumerated_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
@@ -122,9 +127,29 @@ class SyncRecord(Base):
     source_modified_at: Mapped[datetime | None]
     job_id: Mapped[int | None] = mapped_column(ForeignKey("sync_jobs.id", ondelete="SET NULL"), index=True)
     last_message_id: Mapped[str | None] = mapped_column(String(64))
+    # The feed file a Submitted record went out in, and what was last sent (a later update sends only changes).
+    feed_id: Mapped[int | None] = mapped_column(ForeignKey("feed_uploads.id", ondelete="SET NULL"), index=True)
+    sent: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     last_attempt_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class FeedUpload(Base):
+    """A feed file handed to Rithum's FTP intake, whose rows the feed reconciler confirms later."""
+
+    __tablename__ = "feed_uploads"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    entity: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(255))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("sync_jobs.id", ondelete="SET NULL"), index=True)
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    confirmed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="submitted", index=True)  # submitted | settled
+    uploaded_at: Mapped[datetime]
+    confirm_by: Mapped[datetime]
+    settled_at: Mapped[datetime | None]
 
 
 class Watermark(Base):

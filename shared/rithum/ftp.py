@@ -72,12 +72,7 @@ class FeedUploader:
 
     @classmethod
     def from_settings(cls, settings: Settings, request_log: RequestLog | None = None) -> FeedUploader:
-        return cls(
-            FtpLocation.parse(settings.rithum_ftp_url.get_secret_value()),
-            request_log,
-            poll_interval=settings.rithum_feed_poll_seconds,
-            result_timeout=settings.rithum_feed_result_timeout,
-        )
+        return cls(FtpLocation.parse(settings.rithum_ftp_url.get_secret_value()), request_log)
 
     def _connect(self) -> aioftp.Client:
         loc = self.location
