@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     rithum_feed_confirm_timeout: float = Field(
         7200.0,
         gt=0,
-        description="Seconds a feed file's rows have to appear on Rithum before they are Failed (pickup within an hour)",
+        description="Seconds a feed file's rows have to appear on Rithum before they are Failed",
     )
     rithum_feed_reconcile_seconds: float = Field(
         60.0, gt=0, description="How often submitted feed rows are looked for on Rithum"
