@@ -81,6 +81,8 @@ def job_view(job: SyncJob) -> dict[str, Any]:
         "schedule_id": job.schedule_id,
         "counts": {
             "found": job.found,
+            "submitted": job.submitted,
+            "confirmed": job.confirmed,
             "processed": job.processed,
             "failed": job.failed,
             "filtered": job.filtered,
@@ -90,18 +92,21 @@ def job_view(job: SyncJob) -> dict[str, Any]:
         "error": job.error,
         "created_at": job.created_at,
         "started_at": job.started_at,
+        "enumerated_at": job.enumerated_at,
         "finished_at": job.finished_at,
     }
 
 
 async def start(session: AsyncSession, job_id: int) -> SyncJob | None:
-    """Mark a queued (or interrupted) job running and reset its counters; None if already finished."""
+    """Mark a queued (or interrupted) job running and reset its counters; None if its enumeration
+    already ended (finished, or waiting for its feed files to be confirmed)."""
     job = await session.get(SyncJob, job_id, with_for_update=True)
-    if job is None or job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+    if job is None or job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CONFIRMING):
         return None
     job.status = JobStatus.RUNNING
     job.started_at = datetime.now(UTC)
     job.found = job.processed = job.failed = job.filtered = job.skipped = job.deleted = 0
+    job.submitted = job.confirmed = 0
     job.error = None
     return job
 
@@ -133,6 +138,15 @@ async def finish(
                 index_elements=[Watermark.entity], set_={"synced_until": watermark, "job_id": job.id}
             )
         )
+
+
+async def enumerated(session: AsyncSession, job_id: int) -> None:
+    """Enumeration done, feed files out: the feed reconciler finishes the job once Rithum has them all."""
+    await session.execute(
+        update(SyncJob)
+        .where(SyncJob.id == job_id)
+        .values(status=JobStatus.CONFIRMING, enumerated_at=datetime.now(UTC))
+    )
 
 
 async def add_found(session: AsyncSession, job_id: int, count: int) -> None:

@@ -18,8 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db.models import SyncJob, SyncRecord, SyncStatus
 
 # Job counters per outcome. A Failed record counts as failed in the job's figures until the retry
-# path settles it (`recount_retried`); a Pending one is not counted.
+# path settles it (`recount_retried`); a Submitted one as submitted until the feed reconciler confirms
+# it (then confirmed and processed) or times it out (failed); a Pending one is not counted.
 FINAL = {
+    SyncStatus.SUBMITTED: "submitted",
     SyncStatus.FAILED: "failed",
     SyncStatus.PROCESSED: "processed",
     SyncStatus.SKIPPED: "skipped",
@@ -39,6 +41,8 @@ class Outcome:
     content_hash: str | None = None
     kind: str | None = None
     source_modified_at: datetime | None = None
+    sent: dict[str, Any] | None = None  # the body Rithum now has (or will, once the feed is picked up)
+    feed_id: int | None = None
 
 
 async def load(session: AsyncSession, entity: str, keys: Iterable[str]) -> dict[str, SyncRecord]:
@@ -73,6 +77,8 @@ async def save(session: AsyncSession, entity: str, outcomes: Sequence[Outcome], 
             "attempt_count": 1 if o.status in (SyncStatus.FAILED, SyncStatus.ABORTED) else 0,
             "content_hash": o.content_hash,
             "source_modified_at": o.source_modified_at,
+            "sent": o.sent,
+            "feed_id": o.feed_id,
             "job_id": job_id,
             "last_attempt_at": now,
             "updated_at": now,
@@ -97,6 +103,9 @@ async def save(session: AsyncSession, entity: str, outcomes: Sequence[Outcome], 
             "attempt_count": case((failed, SyncRecord.attempt_count + 1), else_=0),
             "content_hash": func.coalesce(stmt.excluded.content_hash, SyncRecord.content_hash),
             "source_modified_at": func.coalesce(stmt.excluded.source_modified_at, SyncRecord.source_modified_at),
+            # A Python None arrives as JSON null: keep the stored body then too.
+            "sent": func.coalesce(func.nullif(stmt.excluded.sent, literal_column("'null'::jsonb")), SyncRecord.sent),
+            "feed_id": func.coalesce(stmt.excluded.feed_id, SyncRecord.feed_id),
             "job_id": func.coalesce(stmt.excluded.job_id, SyncRecord.job_id),
             "last_attempt_at": stmt.excluded.last_attempt_at,
             "updated_at": stmt.excluded.updated_at,
@@ -116,34 +125,45 @@ async def count_into_job(session: AsyncSession, job_id: int, outcomes: Sequence[
         )
 
 
-async def failed_by_job(session: AsyncSession, entity: str, keys: Sequence[str], jobs: set[int]) -> dict[str, int]:
-    """Of `keys`, those still Failed as counted by one of `jobs` (whose retries are in hand): a
-    retried variant brings its family, so the parent's record may be settled by its child's retry."""
+async def unsettled_by_job(
+    session: AsyncSession, entity: str, keys: Sequence[str], jobs: set[int]
+) -> dict[str, tuple[int, str]]:
+    """Of `keys`, those a job of `jobs` (whose retries are in hand) left Failed or held back (Pending):
+    key → (job, status). A retried variant brings its family, so the parent's record may be settled by
+    its child's retry."""
     if not keys or not jobs:
         return {}
     rows = await session.execute(
-        select(SyncRecord.acumatica_key, SyncRecord.job_id).where(
+        select(SyncRecord.acumatica_key, SyncRecord.job_id, SyncRecord.status).where(
             SyncRecord.entity == entity,
             SyncRecord.acumatica_key.in_(list(keys)),
-            SyncRecord.status == SyncStatus.FAILED.value,
+            SyncRecord.status.in_([SyncStatus.FAILED.value, SyncStatus.PENDING.value]),
             SyncRecord.job_id.in_(jobs),
         )
     )
-    return {key: job for key, job in rows.tuples()}  # dict(result) would take it for a mapping (it has keys())
+    return {key: (job, status) for key, job, status in rows.tuples()}
 
 
-async def recount_retried(session: AsyncSession, counted: dict[str, int], outcomes: Sequence[Outcome]) -> None:
-    """A record its job counted as failed, now settled by the retry path, moves to its final counter,
-    so the job's figures end up saying what became of every record."""
+async def recount_retried(
+    session: AsyncSession, counted: dict[str, tuple[int, str]], outcomes: Sequence[Outcome]
+) -> None:
+    """A record its job counted as failed, now settled by the retry path, moves to its final counter; one
+    the job held back (not counted yet) is counted now. The job's figures end up saying what became of
+    every record."""
     per_job: dict[int, Counter[str]] = {}
     for o in outcomes:
-        job = counted.get(o.key)
-        if job is not None and o.status in FINAL and FINAL[o.status] != "failed":
+        job, status = counted.get(o.key, (None, None))
+        if job is None or o.status not in FINAL:
+            continue
+        if status == SyncStatus.PENDING.value:
             per_job.setdefault(job, Counter())[FINAL[o.status]] += 1
+        elif FINAL[o.status] != "failed":
+            per_job.setdefault(job, Counter())[FINAL[o.status]] += 1
+            per_job[job]["failed"] -= 1
     for job, counts in per_job.items():
-        values: dict[str, Any] = {name: getattr(SyncJob, name) + n for name, n in counts.items()}
-        values["failed"] = SyncJob.failed - sum(counts.values())
-        await session.execute(update(SyncJob).where(SyncJob.id == job).values(values))
+        values: dict[str, Any] = {name: getattr(SyncJob, name) + n for name, n in counts.items() if n}
+        if values:
+            await session.execute(update(SyncJob).where(SyncJob.id == job).values(values))
 
 
 async def clear_hash(session: AsyncSession, entity: str, keys: Sequence[str]) -> None:

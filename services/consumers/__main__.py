@@ -18,7 +18,7 @@ from services.consumers.context import ConsumerContext
 from services.consumers.product.consumer import ProductConsumer
 from services.consumers.product.writeback import attempts as write_back_attempts
 from shared.logging import setup_logging
-from shared.messaging.consumer import BatchConsumer, ConsumerConfig, run_until_signal
+from shared.messaging.consumer import BatchConsumer, ConsumerConfig, Service, run_until_signal
 from shared.messaging.topology import kinds_of
 from shared.settings import get_settings
 
@@ -65,8 +65,11 @@ async def serve(entity: str, queues: list[str]) -> None:
         )
         for kind in queues
     ]
+    services: list[Service] = list(consumers)
+    if "jobs" in queues and hasattr(consumer, "reconciler_task"):  # confirms feed files at Rithum's pace
+        services.append(consumer.reconciler_task())
     try:
-        await run_until_signal(*consumers)
+        await run_until_signal(*services)
     finally:
         await ctx.close()
 

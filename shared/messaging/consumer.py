@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aio_pika
 import aiormq.exceptions
@@ -476,8 +476,18 @@ def _copy_message(raw: AbstractIncomingMessage, body: bytes, extra_headers: dict
     )
 
 
+class Service(Protocol):
+    """What `run_until_signal` runs: a consumer, or a periodic task such as the feed reconciler."""
+
+    name: str
+
+    async def run(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 async def run_until_signal(
-    *consumers: BatchConsumer, signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT)
+    *consumers: Service, signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT)
 ) -> None:
     """Run consumers until SIGTERM/SIGINT (for service mains), then stop them gracefully.
 

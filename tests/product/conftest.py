@@ -49,6 +49,7 @@ def stack(settings: Settings, sessionmaker) -> Iterator[Stack]:
         secret=SECRET,
         extra_env={
             "ACUMATICA_REQUESTS_PER_MINUTE": "6000",  # the sandbox license has no per-minute limit
+            "RITHUM_FEED_RECONCILE_SECONDS": "1",  # look for fed rows every second, not every minute
             "LOG_LEVEL": "INFO",
         },
         settings=settings,

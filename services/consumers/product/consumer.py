@@ -1,23 +1,26 @@
-"""Product consumer wiring: the record handler (real time), the job runner (batch) and the
-CA Product ID write-back handler."""
+"""Product consumer wiring: the record handler (real time), the job runner (batch), the CA Product
+ID write-back handler and the feed reconciler."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from services.consumers.context import ConsumerContext
-from services.consumers.product.pipeline import ENTITY, ProductPipeline
+from services.consumers.product.feeds import LOCK_KEY, FeedReconciler
+from services.consumers.product.pipeline import ENTITY, WAITING, ProductPipeline
 from services.consumers.product.rules_config import load_rules
 from services.consumers.product.source import ProductSource, Unit
+from services.consumers.product.spool import FeedSpool
 from services.consumers.product.transform import ProductRules
 from services.consumers.product.writeback import WriteBack, WriteBackHandler, attempts, envelopes
 from shared import jobs, syncrecords
 from shared.asynciter import read_ahead
 from shared.db.models import SyncMode, SyncStatus
 from shared.messaging.consumer import Ack, DeadLetter, Delivery, Outcome, Retry
+from shared.periodic import Periodic
 from shared.requestlog import log_context
 from shared.syncrecords import Outcome as RecordOutcome
 
@@ -30,8 +33,12 @@ class ProductConsumer:
         self.ctx = ctx
         self.source = ProductSource(ctx.acumatica, page_size=ctx.settings.acumatica_page_size)
         self.pipeline = ProductPipeline(
-            acumatica=ctx.acumatica, rithum=ctx.rithum, feeds=ctx.feeds, sessionmaker=ctx.sessionmaker
+            rithum=ctx.rithum,
+            feeds=ctx.feeds,
+            sessionmaker=ctx.sessionmaker,
+            confirm_timeout=timedelta(seconds=ctx.settings.rithum_feed_confirm_timeout),
         )
+        self.reconciler = FeedReconciler(ctx, self._current_rules)
         self.write_backs = WriteBackHandler(ctx.acumatica, ctx.sessionmaker, ctx.settings.acumatica_concurrency)
         self._rules_for: tuple[object, ProductRules] | None = None
 
@@ -43,14 +50,16 @@ class ProductConsumer:
             async with self.ctx.sessionmaker() as session:
                 self._rules_for = (config, await load_rules(session, config.options))
         rules = replace(self._rules_for[1], class_attributes=await self.source.class_attributes())
+        self.source.custom = rules.custom_fields()
         return rules, config.feed_threshold, config.max_attempts
 
-    async def _sync(
-        self, units: Sequence[Unit], job_id: int | None
-    ) -> tuple[list[RecordOutcome], list[WriteBack], int]:
-        rules, feed_threshold, max_attempts = await self._rules()
-        outcomes, write_backs = await self.pipeline.sync(units, rules, feed_threshold=feed_threshold, job_id=job_id)
-        return outcomes, write_backs, max_attempts
+    async def _current_rules(self) -> ProductRules:
+        return (await self._rules())[0]
+
+    def reconciler_task(self) -> Periodic:
+        """Runs in the process that serves the jobs queue; one round at a time across replicas."""
+        interval = self.ctx.settings.rithum_feed_reconcile_seconds
+        return Periodic("product-feeds", self.reconciler.tick, interval, self.ctx.engine, LOCK_KEY)
 
     async def _queue_write_backs(self, write_backs: Sequence[WriteBack], job_id: int | None) -> None:
         """After the outcomes are saved, so the write-back handler finds the records it stamps."""
@@ -60,8 +69,9 @@ class ProductConsumer:
     async def handle_records(self, batch: list[Delivery]) -> list[Outcome]:
         """Real time: repeated changes to one key in the batch collapse into one sync."""
         keys = list(dict.fromkeys(d.envelope.key for d in batch if d.envelope.key))
+        rules, feed_threshold, max_attempts = await self._rules()  # first: they name the custom fields to read
         units = await self.source.resolve(keys)
-        outcomes, write_backs, max_attempts = await self._sync(units, None)
+        outcomes, write_backs = await self.pipeline.sync(units, rules, feed_threshold=feed_threshold)
         by_key = {o.key: o for o in outcomes}
         final_attempt = {d.envelope.key: d.attempt + 1 >= max_attempts for d in batch}
         for outcome in outcomes:
@@ -69,7 +79,7 @@ class ProductConsumer:
                 outcome.status = SyncStatus.ABORTED
         retried_jobs = {int(d.envelope.payload["job_id"]) for d in batch if d.envelope.payload.get("job_id")}
         async with self.ctx.sessionmaker() as session, session.begin():
-            counted = await syncrecords.failed_by_job(session, ENTITY, list(by_key), retried_jobs)
+            counted = await syncrecords.unsettled_by_job(session, ENTITY, list(by_key), retried_jobs)
             await syncrecords.save(session, ENTITY, outcomes)
             await syncrecords.recount_retried(session, counted, outcomes)
         await self._queue_write_backs(write_backs, None)
@@ -106,40 +116,77 @@ class ProductConsumer:
         async with self.ctx.sessionmaker() as session, session.begin():
             job = await jobs.start(session, job_id)
             if job is None:
-                log.info("job %s already finished or unknown; ignoring its message", job_id)
+                log.info("job %s already enumerated, finished or unknown; ignoring its message", job_id)
                 return Ack()
             start, end = await jobs.window(session, job, began)
             mode, keys = job.mode, (job.keys or {}).get("keys")
         log.info("job %d (%s %s) started: window %s to %s", job_id, ENTITY, mode, start, end)
-        failed_keys: list[str] = []
-        seen: set[str] = set()  # a family's parent comes with every page of its variants: count it once
+        rules, feed_threshold, _ = await self._rules()
+        spool = FeedSpool()
+        page = _JobPage(self, job_id, rules, spool)  # every write but bundles goes into the spool
         try:
             if mode == SyncMode.SELECTED:
                 for i in range(0, len(keys or []), SELECTED_PAGE):
-                    units = await self.source.resolve(keys[i : i + SELECTED_PAGE])
-                    failed_keys += await self._job_page(job_id, units, seen)
+                    await page.run(await self.source.resolve(keys[i : i + SELECTED_PAGE]))
             else:
                 async for units in read_ahead(self.source.pages(start, end)):
-                    failed_keys += await self._job_page(job_id, units, seen)
+                    await page.run(units)
+            outcomes, write_backs = await self.pipeline.flush(
+                spool, rules, feed_threshold=feed_threshold, job_id=job_id
+            )
+            await page.save(outcomes, write_backs)
         except Exception as exc:
             log.exception("job %d failed", job_id)
             async with self.ctx.sessionmaker() as session, session.begin():
                 await jobs.finish(session, job_id, error=f"{type(exc).__name__}: {exc}")
             return Ack()
-        if failed_keys:
-            await self.ctx.requeue(ENTITY, failed_keys, job_id)
+        finally:
+            spool.close()
+        if page.failed:
+            await self.ctx.requeue(ENTITY, page.failed, job_id)
+        submitted = any(o.status is SyncStatus.SUBMITTED for o in outcomes)
+        if page.waiting and not submitted:  # what they waited for went through the REST API just now
+            await self.ctx.requeue(ENTITY, page.waiting, job_id)
         async with self.ctx.sessionmaker() as session, session.begin():
-            await jobs.finish(session, job_id, watermark=began)
-        log.info("job %d finished (%d records handed to the retry path)", job_id, len(failed_keys))
+            if submitted or page.waiting:  # the feed reconciler finishes it once nothing is on its way
+                await jobs.enumerated(session, job_id)
+            else:
+                await jobs.finish(session, job_id, watermark=began)
+        log.info(
+            "job %d enumerated: %d records handed to the retry path%s",
+            job_id,
+            len(page.failed),
+            f", {len(spool)} in a feed file awaiting Rithum" if submitted else "",
+        )
         return Ack()
 
-    async def _job_page(self, job_id: int, units: Sequence[Unit], seen: set[str]) -> list[str]:
-        outcomes, write_backs, _ = await self._sync(units, job_id)
-        outcomes = [o for o in outcomes if o.key not in seen]
-        seen.update(o.key for o in outcomes)
-        async with self.ctx.sessionmaker() as session, session.begin():
-            await syncrecords.save(session, ENTITY, outcomes, job_id=job_id)
-            await syncrecords.count_into_job(session, job_id, outcomes)
-            await jobs.add_found(session, job_id, len(outcomes))
-        await self._queue_write_backs(write_backs, job_id)
-        return [o.key for o in outcomes if o.status is SyncStatus.FAILED]
+
+class _JobPage:
+    """Saves what each page of a job decided; remembers what the retry path and the reconciler take on."""
+
+    def __init__(self, consumer: ProductConsumer, job_id: int, rules: ProductRules, spool: FeedSpool) -> None:
+        self.consumer = consumer
+        self.job_id = job_id
+        self.rules = rules
+        self.spool = spool
+        self.seen: set[str] = set()  # a family's parent comes with every page of its variants: count it once
+        self.failed: list[str] = []
+        self.waiting: list[str] = []
+
+    async def run(self, units: Sequence[Unit]) -> None:
+        outcomes, write_backs = await self.consumer.pipeline.sync(
+            units, self.rules, feed_threshold=0, job_id=self.job_id, spool=self.spool
+        )
+        await self.save(outcomes, write_backs)
+
+    async def save(self, outcomes: list[RecordOutcome], write_backs: list[WriteBack]) -> None:
+        outcomes = [o for o in outcomes if o.key not in self.seen]
+        self.seen.update(o.key for o in outcomes)
+        ctx = self.consumer.ctx
+        async with ctx.sessionmaker() as session, session.begin():
+            await syncrecords.save(session, ENTITY, outcomes, job_id=self.job_id)
+            await syncrecords.count_into_job(session, self.job_id, outcomes)
+            await jobs.add_found(session, self.job_id, len(outcomes))
+        await self.consumer._queue_write_backs(write_backs, self.job_id)
+        self.failed += [o.key for o in outcomes if o.status is SyncStatus.FAILED]
+        self.waiting += [o.key for o in outcomes if o.status is SyncStatus.PENDING and o.operation == WAITING]

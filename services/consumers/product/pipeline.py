@@ -1,16 +1,22 @@
 """The product pipeline: units in, Rithum products written, outcomes and ID write-backs decided.
 
-Shared by the real-time path (push notifications, micro-batches) and batch jobs (pages). Small
-sets go through the REST API in `$batch` requests; sets at or above the site configuration's feed
-threshold go as one FTP feed file. Parents go before children and components before bundles on
-both paths. An unchanged record (same content hash, already on Rithum) costs no call.
+Shared by the real-time path (push notifications, micro-batches) and batch jobs (pages). Writes go
+through the REST API in `$batch` requests, or as an FTP feed file: a job spools its rows and sends
+one file when its enumeration ends (if it has at least the site's feed threshold of them), and a
+micro-batch that large goes as a file of its own. Rithum picks a file up within the hour and reports
+nothing back on the FTP server, so fed records are *Submitted* and the feed reconciler
+(`feeds.py`) confirms them later. Only documented payloads are sent: a PATCH carries the product's
+own properties that changed since the last write, attributes go through `UpdateAttributes`, labels
+and bundle components through their own URIs; bundles never go in a feed (the default layout has no
+bundle columns). Parents go before children and components before bundles; a child or bundle whose
+parent or components are still in a feed waits (*Pending*) and is sent once they are confirmed.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,14 +25,14 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.consumers.product import transform as T
-from services.consumers.product.source import Family, Gone, Kit, Simple, Unit, changed_at, parse_stamp
+from services.consumers.product.source import Family, Gone, Kit, Simple, Unit, changed_at
+from services.consumers.product.spool import FeedSpool, Spooled
 from services.consumers.product.writeback import WriteBack
 from shared import syncrecords
-from shared.acumatica.client import AcumaticaClient
-from shared.db.models import SyncRecord, SyncStatus
+from shared.db.models import FeedUpload, SyncRecord, SyncStatus
 from shared.requestlog import log_context
 from shared.rithum import batch as rb
-from shared.rithum.client import RithumClient, odata_datetime
+from shared.rithum.client import RithumClient
 from shared.rithum.errors import RithumError
 from shared.rithum.feed import FeedRow, FeedWriter
 from shared.rithum.ftp import FeedUploader
@@ -35,17 +41,18 @@ from shared.syncrecords import Outcome
 log = logging.getLogger("connector.product")
 ENTITY = "product"
 UNLISTED_LABEL = "Unlisted"
+WAITING = "Waiting for Rithum"  # last operation of a Pending record held back for its parent or components
 
 
 @dataclass
 class Plan:
     """What one pass will do: products to write, and outcomes already decided."""
 
-    writes: list[T.RithumProduct] = field(default_factory=list)
+    writes: list[Spooled] = field(default_factory=list)
     unlist: list[tuple[str, str]] = field(default_factory=list)  # (key, reason)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
-    items: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # sku → (Acumatica entity, record)
     modified: dict[str, datetime | None] = field(default_factory=dict)
+    current_ids: dict[str, tuple[str, str]] = field(default_factory=dict)  # sku → (Acumatica entity, ID it holds)
     untouched: set[str] = field(default_factory=set)
 
 
@@ -64,8 +71,10 @@ def plan(units: Sequence[Unit], rules: T.ProductRules, records: dict[str, SyncRe
             p.outcomes[key] = Outcome(key, SyncStatus.FILTERED, "Filtering Applied", error=reason)
 
     def add(product: T.RithumProduct, entity: str, record: dict[str, Any]) -> None:
-        p.items[product.sku] = (entity, record)
-        p.modified[product.sku] = changed_at(record)
+        modified = changed_at(record)
+        current_id = str(rules.product_id_field.read(record) or "").strip()
+        p.modified[product.sku] = modified
+        p.current_ids[product.sku] = (entity, current_id)
         stored = records.get(product.sku)
         if (
             stored is not None
@@ -73,14 +82,14 @@ def plan(units: Sequence[Unit], rules: T.ProductRules, records: dict[str, SyncRe
             and stored.content_hash == product.content_hash
             and stored.status == SyncStatus.PROCESSED
         ):
-            if stored.source_modified_at is not None and stored.source_modified_at == p.modified[product.sku]:
+            if stored.source_modified_at is not None and stored.source_modified_at == modified:
                 p.untouched.add(product.sku)  # not changed since our own last write: not even counted
                 return
             p.outcomes[product.sku] = Outcome(
                 product.sku, SyncStatus.SKIPPED, "Not Changed", kind=product.kind.value, rithum_id=stored.rithum_id
             )
         else:
-            p.writes.append(product)
+            p.writes.append(Spooled(product, entity, current_id, modified))
 
     for unit in units:
         try:
@@ -127,49 +136,69 @@ def plan(units: Sequence[Unit], rules: T.ProductRules, records: dict[str, SyncRe
             key = unit.key
             p.outcomes[key] = Outcome(key, SyncStatus.FAILED, "Failed to Save", error=str(exc))
     # A product rejected earlier in this pass (e.g. as a variant) must not be written as well.
-    p.writes = T.write_order([w for w in {w.sku: w for w in p.writes}.values() if w.sku not in p.outcomes])
+    unique = {w.product.sku: w for w in p.writes if w.product.sku not in p.outcomes}
+    order = {w.sku: i for i, w in enumerate(T.write_order([w.product for w in unique.values()]))}
+    p.writes = sorted(unique.values(), key=lambda w: order[w.product.sku])
     p.untouched -= set(p.outcomes)
     return p
+
+
+@dataclass
+class _Write:
+    """The parts one product needs in a `$batch` round, and what it becomes when they succeed."""
+
+    entry: Spooled
+    parts: list[rb.BatchRequest]
+    sent: dict[str, Any]
+    created: bool
 
 
 class ProductPipeline:
     def __init__(
         self,
         *,
-        acumatica: AcumaticaClient,
         rithum: RithumClient,
         feeds: FeedUploader,
         sessionmaker: async_sessionmaker[AsyncSession],
-        feed_lookup_margin: timedelta = timedelta(minutes=5),
+        confirm_timeout: timedelta = timedelta(hours=2),
     ) -> None:
-        self.acumatica = acumatica
         self.rithum = rithum
         self.feeds = feeds
         self.sessionmaker = sessionmaker
-        self.feed_lookup_margin = feed_lookup_margin
+        self.confirm_timeout = confirm_timeout
         self._dcs: list[int] | None = None
-        self._feed_mark: datetime | None = None  # newest UpdateDateUtc a feed lookup has seen (Rithum's clock)
 
     async def sync(
-        self, units: Sequence[Unit], rules: T.ProductRules, *, feed_threshold: int, job_id: int | None = None
+        self,
+        units: Sequence[Unit],
+        rules: T.ProductRules,
+        *,
+        feed_threshold: int,
+        job_id: int | None = None,
+        spool: FeedSpool | None = None,
     ) -> tuple[list[Outcome], list[WriteBack]]:
-        """Sync the units: one outcome per record key touched, and the CA Product ID write-backs
-        due. Neither is saved nor queued here."""
+        """Sync the units: one outcome per record key touched, and the CA Product ID write-backs due.
+        Neither is saved nor queued here. With a `spool` (a job), feedable writes go into it instead
+        and get their outcomes from `flush`."""
         keys = _keys(units)
         async with self.sessionmaker() as session:
             records = await syncrecords.load(session, ENTITY, keys)
         p = plan(units, rules, records)
         with log_context(entity=ENTITY, job_id=job_id):
-            if p.writes:
-                try:
-                    if len(p.writes) >= feed_threshold:
-                        written = await self._write_feed(p.writes, records, job_id)
-                    else:
-                        written = await self._write_rest(p.writes, records)
-                except (RithumError, httpx.HTTPError) as exc:  # outage or limits beyond retries: Failed, retried later
-                    log.warning("Rithum unavailable for %d products: %s", len(p.writes), exc)
-                    written = {w.sku: _failed(w, f"Rithum unavailable: {exc}") for w in p.writes}
-                p.outcomes.update(written)
+            bundles = [w for w in p.writes if w.product.kind is T.Kind.BUNDLE]
+            feedable = [w for w in p.writes if w.product.kind is not T.Kind.BUNDLE]
+            fed: set[str] = set()
+            if spool is not None:
+                for entry in feedable:
+                    spool.add(entry)
+                fed, rest = spool.skus, bundles
+            elif len(feedable) >= feed_threshold:
+                p.outcomes.update(await self.submit_feed(feedable, len(feedable), job_id))
+                fed, rest = {w.product.sku for w in feedable}, bundles
+            else:
+                rest = p.writes
+            if rest:
+                p.outcomes.update(await self._write_rest_safely(rest, rules, records, fed))
             if p.unlist:
                 try:
                     p.outcomes.update(await self._unlist(p.unlist, records, rules))
@@ -183,177 +212,214 @@ class ProductPipeline:
                 p.outcomes[key] = Outcome(
                     key, SyncStatus.SKIPPED, "Not Changed", rithum_id=stored.rithum_id, kind=stored.kind
                 )
-        write_backs = self._write_backs(p, rules, records)
+        write_backs = _write_backs(p.outcomes.values(), p.current_ids, rules)
+        write_backs += [
+            WriteBack.of(p.current_ids[k][0], k, str(records[k].rithum_id), rules.product_id_field)
+            for k in p.untouched
+            if records[k].rithum_id and p.current_ids[k][1] != str(records[k].rithum_id)
+        ]
         for key, modified in p.modified.items():
             if key in p.outcomes and modified is not None:
                 p.outcomes[key].source_modified_at = modified
         return list(p.outcomes.values()), write_backs
 
-    # -- REST ($batch) --------------------------------------------------------------------------
-
-    async def _write_rest(
-        self, products: Sequence[T.RithumProduct], records: dict[str, SyncRecord]
-    ) -> dict[str, Outcome]:
-        ids = {sku: int(r.rithum_id) for sku, r in records.items() if r.rithum_id and r.status != SyncStatus.DELETED}
-        unknown = [p.sku for p in products if p.sku not in ids]
-        if unknown:  # after a crash the product may exist though we never recorded its ID
-            ids.update(await self.rithum.find_product_ids(unknown))
-        outcomes: dict[str, Outcome] = {}
-        phases = [
-            [p for p in products if p.kind in (T.Kind.STANDALONE, T.Kind.PARENT)],
-            [p for p in products if p.kind is T.Kind.CHILD],
-            [p for p in products if p.kind is T.Kind.BUNDLE],
-        ]
-        for phase in phases:
-            requests: list[rb.BatchRequest] = []
-            sent: list[T.RithumProduct] = []
-            for product in phase:
-                body = dict(product.body)
-                if product.parent_sku:
-                    parent_id = ids.get(product.parent_sku)
-                    if parent_id is None:
-                        reason = f"parent {product.parent_sku} is not on Rithum"
-                        outcomes[product.sku] = _failed(product, reason)
-                        continue
-                    body["ParentProductID"] = parent_id
-                if product.sku in ids:
-                    body.pop("Sku")
-                    requests.append(rb.update_product(ids[product.sku], body))
-                else:
-                    requests.append(rb.create_product(body))
-                sent.append(product)
-            if not requests:
-                continue
-            results = await self.rithum.batch(requests)
-            for product, result in zip(sent, results, strict=True):
-                if result.ok:
-                    created = result.request.method == "POST"
-                    if created:
-                        ids[product.sku] = int(result.body["ID"])
-                    outcomes[product.sku] = Outcome(
-                        product.sku,
-                        SyncStatus.PROCESSED,
-                        "Inserted Externally" if created else "Updated Externally",
-                        rithum_id=str(ids[product.sku]),
-                        content_hash=product.content_hash,
-                        kind=product.kind.value,
-                    )
-                else:
-                    outcomes[product.sku] = _failed(product, f"Rithum {result.status}: {result.message}")
-        return outcomes
+    async def flush(
+        self, spool: FeedSpool, rules: T.ProductRules, *, feed_threshold: int, job_id: int | None
+    ) -> tuple[list[Outcome], list[WriteBack]]:
+        """A job's spooled rows: one feed file if there are enough of them, else `$batch` writes."""
+        if not len(spool):
+            return [], []
+        with log_context(entity=ENTITY, job_id=job_id):
+            if len(spool) >= feed_threshold:
+                return list((await self.submit_feed(spool, len(spool), job_id, spool.attribute_slots)).values()), []
+            entries = list(spool)
+            async with self.sessionmaker() as session:
+                records = await syncrecords.load(session, ENTITY, [e.product.sku for e in entries])
+            outcomes = await self._write_rest_safely(entries, rules, records, set())
+        for entry in entries:
+            if entry.product.sku in outcomes and entry.modified is not None:
+                outcomes[entry.product.sku].source_modified_at = entry.modified
+        current = {e.product.sku: (e.entity, e.current_id) for e in entries}
+        return list(outcomes.values()), _write_backs(outcomes.values(), current, rules)
 
     # -- FTP feed -------------------------------------------------------------------------------
 
-    async def _write_feed(
-        self, products: Sequence[T.RithumProduct], records: dict[str, SyncRecord], job_id: int | None
+    async def submit_feed(
+        self, entries: Iterable[Spooled], count: int, job_id: int | None, attribute_slots: int | None = None
     ) -> dict[str, Outcome]:
+        """Upload one feed file and record it; its rows are Submitted until the reconciler sees them."""
         name = f"products-{job_id or 'rt'}-{uuid.uuid4().hex[:12]}.txt"
-        slots = max((len(p.body.get("Attributes", ())) for p in products), default=0)
-        started = datetime.now(UTC) - self.feed_lookup_margin
-        if self._feed_mark is not None:  # taken before the upload: this feed's rows are processed after it
-            started = max(started, self._feed_mark)
-        log.info("sending %d products as feed %s", len(products), name)
-        result = await self.feeds.publish(name, FeedWriter(attribute_slots=slots).lines(feed_row(p) for p in products))
-        if result.file_error:
-            return {p.sku: _failed(p, f"feed {name} rejected: {result.file_error}") for p in products}
-        by_sku = result.by_sku()
-        ok = [p for p in products if p.sku in by_sku and by_sku[p.sku].ok]
-        outcomes = {
-            p.sku: _failed(p, f"feed {name}: {by_sku[p.sku].message if p.sku in by_sku else 'no result row'}")
-            for p in products
-            if p not in ok
+        if attribute_slots is None:
+            entries = list(entries)
+            attribute_slots = max((len(e.product.body.get("Attributes", ())) for e in entries), default=0)
+        products: list[tuple[str, str, str, dict[str, Any]]] = []  # sku, kind, hash, body
+
+        def rows() -> Iterable[FeedRow]:
+            for entry in entries:
+                product = entry.product
+                products.append((product.sku, product.kind.value, product.content_hash, product.body))
+                yield feed_row(product)
+
+        log.info("sending %d products as feed %s", count, name)
+        try:
+            await self.feeds.upload(name, FeedWriter(attribute_slots=attribute_slots).lines(rows()))
+        except RithumError as exc:
+            log.warning("feed %s not uploaded: %s", name, exc)
+            error = f"feed {name} not uploaded: {exc}"
+            return {
+                sku: Outcome(sku, SyncStatus.FAILED, "Failed to Save", error=error, kind=kind)
+                for sku, kind, _, _ in products
+            }
+        now = datetime.now(UTC)
+        async with self.sessionmaker() as session, session.begin():
+            upload = FeedUpload(
+                entity=ENTITY,
+                name=name,
+                job_id=job_id,
+                rows=len(products),
+                confirmed=0,
+                failed=0,
+                status="submitted",
+                uploaded_at=now,
+                confirm_by=now + self.confirm_timeout,
+            )
+            session.add(upload)
+            await session.flush()
+            feed_id = upload.id
+        operation = f"Submitted in feed {name}"[:64]
+        return {
+            sku: Outcome(
+                sku, SyncStatus.SUBMITTED, operation, content_hash=digest, kind=kind, sent=body, feed_id=feed_id
+            )
+            for sku, kind, digest, body in products
         }
-        ids = await self._ids_changed_since(started, {p.sku for p in ok})
-        # Rows the update-time query did not show (its clock, or a feed processed out of order): by SKU.
-        unseen = [p.sku for p in ok if p.sku not in ids and not (p.sku in records and records[p.sku].rithum_id)]
-        if unseen:
-            log.info(
-                "feed %s: %d accepted products not in the update-time query; looking them up by SKU", name, len(unseen)
-            )
-            ids.update(await self.rithum.find_product_ids(unseen))
-        for product in ok:
-            rithum_id = ids.get(product.sku) or (records[product.sku].rithum_id if product.sku in records else None)
-            if rithum_id is None:
-                outcomes[product.sku] = _failed(product, f"feed {name}: accepted but not found on Rithum afterwards")
-                continue
-            known = product.sku in records and records[product.sku].rithum_id
-            outcomes[product.sku] = Outcome(
-                product.sku,
-                SyncStatus.PROCESSED,
-                "Updated Externally" if known else "Inserted Externally",
-                rithum_id=str(rithum_id),
-                content_hash=product.content_hash,
-                kind=product.kind.value,
-            )
+
+    # -- REST ($batch) --------------------------------------------------------------------------
+
+    async def _write_rest_safely(
+        self, entries: Sequence[Spooled], rules: T.ProductRules, records: dict[str, SyncRecord], fed: set[str]
+    ) -> dict[str, Outcome]:
+        try:
+            return await self._write_rest(entries, rules, records, fed)
+        except (RithumError, httpx.HTTPError) as exc:  # outage or limits beyond retries: Failed, retried later
+            log.warning("Rithum unavailable for %d products: %s", len(entries), exc)
+            return {e.product.sku: _failed(e.product, f"Rithum unavailable: {exc}") for e in entries}
+
+    async def _write_rest(
+        self, entries: Sequence[Spooled], rules: T.ProductRules, records: dict[str, SyncRecord], fed: set[str]
+    ) -> dict[str, Outcome]:
+        """Phases (standalone and parents, children, bundles), then the attributes of new products."""
+        related = {s for e in entries for s in _related(e.product, records.get(e.product.sku))}
+        async with self.sessionmaker() as session:
+            records = {**await syncrecords.load(session, ENTITY, related - set(records)), **records}
+        ids = {sku: int(r.rithum_id) for sku, r in records.items() if r.rithum_id and r.status != SyncStatus.DELETED}
+        wanted = {e.product.sku for e in entries} | related
+        unknown = [s for s in wanted if s not in ids and s not in fed]
+        if unknown:  # after a crash the product may exist though we never recorded its ID
+            ids.update(await self.rithum.find_product_ids(unknown))
+        outcomes: dict[str, Outcome] = {}
+        created: list[_Write] = []
+        for kinds in ((T.Kind.STANDALONE, T.Kind.PARENT), (T.Kind.CHILD,), (T.Kind.BUNDLE,)):
+            writes: list[_Write] = []
+            for entry in (e for e in entries if e.product.kind in kinds):
+                product = entry.product
+                missing = [s for s in (product.parent_sku, *product.component_skus) if s and s not in ids]
+                if missing:
+                    outcomes[product.sku] = self._held_back(product, missing, records, fed)
+                    continue
+                stored = records.get(product.sku)
+                if product.sku in ids:
+                    writes.append(_update(entry, ids, stored, rules))
+                else:
+                    writes.append(_create(entry, ids))
+            results = await self._send(writes)
+            for write in writes:
+                sku = write.entry.product.sku
+                failed = next((r for r in results[sku] if not r.ok and not _benign(r)), None)
+                if write.created and results[sku] and results[sku][0].ok:
+                    ids[sku] = int(results[sku][0].body["ID"])
+                if failed is not None:
+                    outcomes[sku] = _failed(write.entry.product, f"Rithum {failed.status}: {failed.message}")
+                    if sku in ids:
+                        outcomes[sku].rithum_id = str(ids[sku])  # created: never create it twice
+                    continue
+                outcomes[sku] = Outcome(
+                    sku,
+                    SyncStatus.PROCESSED,
+                    "Inserted Externally" if write.created else "Updated Externally",
+                    rithum_id=str(ids[sku]),
+                    content_hash=write.entry.product.content_hash,
+                    kind=write.entry.product.kind.value,
+                    sent=write.sent,
+                )
+                if write.created and T.attributes_of(write.entry.product.body):
+                    created.append(write)
+        # New products get their attributes once they have an ID (a POST carries the product's own fields).
+        attributes = [
+            _Write(w.entry, [rb.update_attributes(ids[w.entry.product.sku], T.attributes_of(w.sent))], w.sent, False)
+            for w in created
+        ]
+        results = await self._send(attributes)
+        for write in attributes:
+            sku = write.entry.product.sku
+            failed = next((r for r in results[sku] if not r.ok), None)
+            if failed is not None:
+                outcome = _failed(write.entry.product, f"attributes: Rithum {failed.status}: {failed.message}")
+                outcome.rithum_id = str(ids[sku])
+                outcome.sent = T.scalars(write.sent)  # what Rithum has: the next attempt sends the attributes
+                outcomes[sku] = outcome
         return outcomes
 
-    async def _ids_changed_since(self, since: datetime, wanted: set[str]) -> dict[str, int]:
-        """IDs of products the feed touched: one paged query by update time, not one lookup per SKU.
-
-        Remembering the newest update time seen keeps the next feed's query from paging through
-        every product the earlier feeds of a long job wrote (quadratic in the catalogue size).
-        """
-        found: dict[str, int] = {}
-        newest = self._feed_mark
-        query = f"UpdateDateUtc ge {odata_datetime(since)}"
-        async for row in self.rithum.iterate_products(filter=query, select=("ID", "Sku", "UpdateDateUtc")):
-            if row["Sku"] in wanted:
-                found[row["Sku"]] = int(row["ID"])
-            updated = parse_stamp(row.get("UpdateDateUtc"))
-            if updated is not None and (newest is None or updated > newest):
-                newest = updated
-        self._feed_mark = newest
-        return found
-
-    # -- write-back of the CA Product ID ---------------------------------------------------------
+    async def _send(self, writes: Sequence[_Write]) -> dict[str, list[rb.BatchResult]]:
+        requests = [(w.entry.product.sku, part) for w in writes for part in w.parts]
+        results: dict[str, list[rb.BatchResult]] = {w.entry.product.sku: [] for w in writes}
+        if requests:
+            for (sku, _), result in zip(requests, await self.rithum.batch([r for _, r in requests]), strict=True):
+                results[sku].append(result)
+        return results
 
     @staticmethod
-    def _write_backs(p: Plan, rules: T.ProductRules, records: dict[str, SyncRecord]) -> list[WriteBack]:
-        """The Rithum product ID goes onto every item where it is missing or different: items just
-        written, and unchanged ones whose earlier write-back was lost or failed."""
-        ref = rules.product_id_field
-        wanted: dict[str, str] = {}
-        for outcome in p.outcomes.values():
-            if outcome.status in (SyncStatus.PROCESSED, SyncStatus.SKIPPED) and outcome.rithum_id:
-                wanted[outcome.key] = outcome.rithum_id
-        for key in p.untouched:
-            if records[key].rithum_id:
-                wanted[key] = str(records[key].rithum_id)
-        result = []
-        for key, rithum_id in wanted.items():
-            if key not in p.items:
-                continue
-            entity, record = p.items[key]
-            if str(ref.read(record) or "").strip() != rithum_id:
-                result.append(WriteBack.of(entity, key, rithum_id, ref))
-        return result
+    def _held_back(
+        product: T.RithumProduct, missing: list[str], records: dict[str, SyncRecord], fed: set[str]
+    ) -> Outcome:
+        """A child without its parent, a bundle without its components: Pending while they are in a feed
+        (the reconciler sends it on once they are confirmed), Failed when they are not on their way."""
+        what = "parent" if product.kind is T.Kind.CHILD else "components"
+        coming = [s for s in missing if s in fed or (s in records and records[s].status == SyncStatus.SUBMITTED)]
+        if len(coming) == len(missing):
+            reason = f"{what} {', '.join(missing)} submitted in a feed, not yet on Rithum"
+            return Outcome(product.sku, SyncStatus.PENDING, WAITING, error=reason, kind=product.kind.value)
+        return _failed(product, f"{what} {', '.join(s for s in missing if s not in coming)} not on Rithum")
 
     # -- unlisting ------------------------------------------------------------------------------
 
     async def _distribution_centers(self) -> list[int]:
+        """The DCs whose quantity the merchant manages: externally managed ones (FBA) refuse writes."""
         if self._dcs is None:
-            self._dcs = [int(dc["ID"]) for dc in await self.rithum.distribution_centers()]
+            self._dcs = [
+                int(dc["ID"])
+                for dc in await self.rithum.distribution_centers()
+                if not dc.get("IsExternallyManaged") and dc.get("Type") != "ExternallyManaged"
+            ]
         return self._dcs
 
     async def _unlist(
         self, keys: Sequence[tuple[str, str]], records: dict[str, SyncRecord], rules: T.ProductRules
     ) -> dict[str, Outcome]:
-        """Take products off sale on Rithum: quantity 0 in every DC (and a label), or delete them."""
+        """Take products off sale on Rithum: quantity 0 in the merchant's DCs and a label, or delete them."""
         requests: list[rb.BatchRequest] = []
         owners: list[tuple[str, str]] = []
         for key, reason in keys:
             rithum_id = int(records[key].rithum_id or 0)
             if rules.on_unlist == "delete":
-                requests.append(rb.BatchRequest("DELETE", f"Products({rithum_id})"))
-                owners.append((key, reason))
-            elif records[key].kind == T.Kind.PARENT.value:
-                requests.append(rb.update_product(rithum_id, {"Labels": [{"Name": UNLISTED_LABEL}]}))
-                owners.append((key, reason))
+                parts = [rb.BatchRequest("DELETE", f"Products({rithum_id})")]
             else:
-                updates = dict.fromkeys(await self._distribution_centers(), 0)
-                requests.append(rb.update_quantity(rithum_id, updates, "Absolute"))
-                requests.append(rb.update_product(rithum_id, {"Labels": [{"Name": UNLISTED_LABEL}]}))
-                owners += [(key, reason), (key, reason)]
+                parts = [rb.add_label(rithum_id, UNLISTED_LABEL)]
+                dcs = await self._distribution_centers()
+                if records[key].kind != T.Kind.PARENT.value and dcs:
+                    parts.insert(0, rb.update_quantity(rithum_id, dict.fromkeys(dcs, 0), "Absolute"))
+            requests += parts
+            owners += [(key, reason)] * len(parts)
         outcomes: dict[str, Outcome] = {}
         for (key, reason), result in zip(owners, await self.rithum.batch(requests), strict=True):
             previous = outcomes.get(key)
@@ -371,6 +437,75 @@ class ProductPipeline:
         return outcomes
 
 
+def _related(product: T.RithumProduct, stored: SyncRecord | None) -> set[str]:
+    """SKUs whose Rithum IDs a write needs: the parent, the components now and those last sent."""
+    return {s for s in (product.parent_sku, *product.component_skus) if s} | set(
+        T.components_of(stored.sent if stored else None)
+    )
+
+
+def _create(entry: Spooled, ids: dict[str, int]) -> _Write:
+    product = entry.product
+    body = T.scalars(product.body)
+    if product.parent_sku:
+        body["ParentProductID"] = ids[product.parent_sku]
+    if product.kind is T.Kind.BUNDLE:  # documented on create (CA's create-a-bundle example)
+        body["BundleComponents"] = product.body["BundleComponents"]
+    sent = {**product.body, **({"ParentProductID": body["ParentProductID"]} if product.parent_sku else {})}
+    return _Write(entry, [rb.create_product(body)], sent, True)
+
+
+def _update(entry: Spooled, ids: dict[str, int], stored: SyncRecord | None, rules: T.ProductRules) -> _Write:
+    """Only what changed since the last write: own properties in a PATCH, attributes through
+    UpdateAttributes, bundle components one by one. Without a record of the last write, everything."""
+    product = entry.product
+    product_id = ids[product.sku]
+    last = stored.sent if stored is not None and stored.status != SyncStatus.DELETED else None
+    new = T.scalars(product.body)
+    new.pop("Sku")
+    if product.parent_sku:
+        new["ParentProductID"] = ids[product.parent_sku]
+    old = T.scalars(last) if last else {}
+    changed = {k: v for k, v in new.items() if last is None or old.get(k) != v}
+    parts = [rb.update_product(product_id, changed)] if changed else []
+    old_attributes = T.attributes_of(last)
+    attributes = {k: v for k, v in T.attributes_of(product.body).items() if old_attributes.get(k) != v}
+    if attributes:
+        parts.append(rb.update_attributes(product_id, attributes))
+    if product.kind is T.Kind.BUNDLE:
+        old_components, components = T.components_of(last), T.components_of(product.body)
+        parts += [
+            rb.set_bundle_component(product_id, ids[sku], qty)
+            for sku, qty in components.items()
+            if old_components.get(sku) != qty
+        ]
+        removed = [s for s in old_components.keys() - components if s in ids]
+        parts += [rb.remove_bundle_component(product_id, ids[s]) for s in removed]
+    if stored is not None and stored.status == SyncStatus.DELETED and rules.on_unlist == "zero_quantity":
+        parts.append(rb.remove_label(product_id, UNLISTED_LABEL))  # listed again
+    sent = {**product.body, **({"ParentProductID": new["ParentProductID"]} if product.parent_sku else {})}
+    return _Write(entry, parts, sent, False)
+
+
+def _benign(result: rb.BatchResult) -> bool:
+    """Taking off a label the product no longer has is done already."""
+    return result.status == 404 and result.request.method == "DELETE" and "ProductLabels" in result.request.path
+
+
+def _write_backs(
+    outcomes: Iterable[Outcome], current_ids: dict[str, tuple[str, str]], rules: T.ProductRules
+) -> list[WriteBack]:
+    """The Rithum product ID goes onto every item where it is missing or different."""
+    return [
+        WriteBack.of(current_ids[o.key][0], o.key, o.rithum_id, rules.product_id_field)
+        for o in outcomes
+        if o.status in (SyncStatus.PROCESSED, SyncStatus.SKIPPED)
+        and o.rithum_id
+        and o.key in current_ids
+        and current_ids[o.key][1] != o.rithum_id
+    ]
+
+
 def feed_row(product: T.RithumProduct) -> FeedRow:
     body = product.body
     return FeedRow(
@@ -382,7 +517,6 @@ def feed_row(product: T.RithumProduct) -> FeedRow:
         parent_sku=product.parent_sku,
         weight=body.get("Weight"),
         retail_price=body.get("RetailPrice"),
-        bundle_components={c["ComponentSku"]: c["Quantity"] for c in body.get("BundleComponents", ())},
         attributes={a["Name"]: a["Value"] for a in body.get("Attributes", ())},
     )
 

@@ -77,6 +77,8 @@ class ProductSource:
         self.page_size = page_size
         self.class_ttl = class_ttl
         self._classes: tuple[float, dict[str, tuple[str, ...]]] | None = None
+        # Custom fields the rules read (flag, CA Product ID): Acumatica returns them only when asked.
+        self.custom: tuple[str, ...] = ()
 
     async def class_attributes(self) -> dict[str, tuple[str, ...]]:
         """Attribute IDs per item class (cached for a few minutes; classes rarely change)."""
@@ -90,6 +92,10 @@ class ProductSource:
             self._classes = (now, attributes)
         return self._classes[1]
 
+    def _items(self) -> dict[str, Any]:
+        """Read options for stock items and templates."""
+        return {"expand": ITEM_EXPAND, "custom": self.custom or None}
+
     async def _by_keys(self, entity: str, key_field: str, keys: Sequence[str], **options: Any) -> list[dict]:
         async def one(group: list[str]) -> list[dict]:
             query = F.any_of(*(F.field(key_field).eq(k) for k in group))
@@ -101,11 +107,10 @@ class ProductSource:
     async def resolve(self, keys: Iterable[str]) -> list[Unit]:
         """Units for changed keys (real time): items, templates, kits, or Gone."""
         keys = list(dict.fromkeys(k.strip() for k in keys if k and k.strip()))
-        items = {r["InventoryID"]: r for r in await self._by_keys("StockItem", "InventoryID", keys, expand=ITEM_EXPAND)}
+        items = {r["InventoryID"]: r for r in await self._by_keys("StockItem", "InventoryID", keys, **self._items())}
         missing = [k for k in keys if k not in items]
         templates = {
-            r["InventoryID"]: r
-            for r in await self._by_keys("TemplateItems", "InventoryID", missing, expand=ITEM_EXPAND)
+            r["InventoryID"]: r for r in await self._by_keys("TemplateItems", "InventoryID", missing, **self._items())
         }
         units: list[Unit] = [Gone(k) for k in missing if k not in templates]
         units += await self.units(list(items.values()), extra_templates=list(templates.values()))
@@ -132,7 +137,7 @@ class ProductSource:
                 simple.append(Simple(item))
         # Independent reads, so one round trip rather than two.
         parents, kit_specs = await asyncio.gather(
-            self._by_keys("TemplateItems", "InventoryID", list(orphans), expand=ITEM_EXPAND),
+            self._by_keys("TemplateItems", "InventoryID", list(orphans), **self._items()),
             self._by_keys("KitSpecification", "KitInventoryID", list(kits), expand=("StockComponents",)),
         )
         for template in parents:
@@ -153,16 +158,16 @@ class ProductSource:
         """
         window = F.changed_between(start, None, "LastModified")
         seen_templates: set[str] = set()
-        async for page in self._paged("TemplateItems", window, ITEM_EXPAND, end=end):
+        async for page in self._paged("TemplateItems", window, ITEM_EXPAND, end=end, custom=self.custom):
             seen_templates.update(t["InventoryID"] for t in page)
             yield await self.units([], extra_templates=page)
         seen_kits: set[str] = set()
-        async for page in self._paged("StockItem", window, ITEM_EXPAND, end=end):
+        async for page in self._paged("StockItem", window, ITEM_EXPAND, end=end, custom=self.custom):
             items = [i for i in page if not i.get("IsAKit")]
             if items:
                 yield await self.units(items)
         kit_window = F.all_of(window, F.field("IsAKit").eq(True))
-        async for page in self._paged("StockItem", kit_window, ITEM_EXPAND, end=end):
+        async for page in self._paged("StockItem", kit_window, ITEM_EXPAND, end=end, custom=self.custom):
             seen_kits.update(i["InventoryID"] for i in page)
             yield await self.units(page)
         spec_window = F.changed_between(start, None, "LastModifiedDateTime")
@@ -185,11 +190,18 @@ class ProductSource:
         select: Sequence[str] | None = None,
         *,
         end: datetime | None = None,
+        custom: Sequence[str] = (),
     ) -> AsyncIterator[list[dict[str, Any]]]:
         skip = 0
         while True:
             page = await self.client.list(
-                entity, filter=window, expand=expand, select=select, top=self.page_size, skip=skip
+                entity,
+                filter=window,
+                expand=expand,
+                select=select,
+                custom=custom or None,
+                top=self.page_size,
+                skip=skip,
             )
             kept = [_strip(r) for r in page if end is None or (changed_at(r) or end) <= end]
             if kept:

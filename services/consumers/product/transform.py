@@ -66,6 +66,11 @@ class ProductRules:
     class_attributes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     on_unlist: str = "zero_quantity"  # or "delete"
 
+    def custom_fields(self) -> tuple[str, ...]:
+        """Custom fields the reads must ask for: Acumatica returns them only when named in `$custom`."""
+        refs = (self.active_flag, self.fba_flag, self.product_id_field)
+        return tuple(dict.fromkeys(ref.name for ref in refs if ref.source == "custom"))
+
 
 def truthy(value: Any) -> bool:
     return str(value).strip().lower() in TRUE_VALUES if value is not None else False
@@ -93,6 +98,22 @@ class RithumProduct:
     def __post_init__(self) -> None:
         if not self.content_hash:
             self.content_hash = content_hash(self.body, self.parent_sku)
+
+
+COLLECTIONS = ("Attributes", "BundleComponents")
+
+
+def scalars(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The product's own properties: all a PATCH may carry (collections have their own calls)."""
+    return {k: v for k, v in body.items() if k not in COLLECTIONS}
+
+
+def attributes_of(body: Mapping[str, Any] | None) -> dict[str, str]:
+    return {a["Name"]: a["Value"] for a in (body or {}).get("Attributes", ())}
+
+
+def components_of(body: Mapping[str, Any] | None) -> dict[str, int]:
+    return {c["ComponentSku"]: c["Quantity"] for c in (body or {}).get("BundleComponents", ())}
 
 
 def content_hash(body: Mapping[str, Any], parent_sku: str | None) -> str:
