@@ -1,8 +1,12 @@
 """Inventory feed files in Rithum's default tab-delimited layout, and their result files. No I/O.
 
 A feed is UTF-8, one header row naming the columns, then one product per line. Values are written
-plainly (no quoting), so tabs and line breaks inside a value become spaces. `Bundle Components`
-(`SKU-A=2;SKU-B=1`) is this project's choice: the reference does not name Rithum's bundle columns.
+plainly (no quoting), so tabs and line breaks inside a value become spaces. Only documented columns of
+the default layout are written: Rithum rejects a whole file whose header names an unknown column, and
+no bundle column is documented, so bundles and their components go through the REST API instead.
+
+Real Rithum reports a feed's outcome in its UI and by e-mail, not as a file; `parse_results` reads the
+result file the sandbox writes only when started with `--feed-results` (a debugging aid).
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ BASE_COLUMNS = (
     "Quantity Update Type",
     "DC Quantity",
     "Labels",
-    "Bundle Components",
 )
 Number = int | float | Decimal
 
@@ -56,7 +59,6 @@ class FeedRow:
     quantity_update_type: str | None = None  # Absolute (default), Relative, Available, InStock, UnShipped
     dc_quantities: Mapping[str, int] = field(default_factory=dict)  # DC code -> quantity
     labels: Sequence[str] = ()
-    bundle_components: Mapping[str, int] = field(default_factory=dict)  # component SKU -> quantity
     attributes: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, str] = field(default_factory=dict)  # other columns of the default layout
 
@@ -114,7 +116,6 @@ class FeedWriter:
             row.quantity_update_type if row.quantity is not None or row.dc_quantities else None,
             ", ".join(f"{code}={qty}" for code, qty in row.dc_quantities.items()),
             ",".join(row.labels),
-            ";".join(f"{sku}={qty}" for sku, qty in row.bundle_components.items()),
         ]
         pairs = list(row.attributes.items())
         pairs += [("", "")] * (self.attribute_slots - len(pairs))

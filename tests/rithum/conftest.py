@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +64,16 @@ class Admin:
     async def product(self, sku: str) -> dict[str, Any] | None:
         found = (await self.call("GET", "/products", sku=sku))["value"]
         return found[0] if found else None
+
+    async def feed(self, name: str, timeout: float = 60) -> dict[str, Any]:
+        """The summary of processed feed file `name` (Rithum's Upload/Download Status), once there."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [f for f in await self.call("GET", "/feeds") if f["file"].endswith("/" + name)]
+            if found:
+                return found[-1]
+            assert time.monotonic() < deadline, f"feed {name} was not processed within {timeout}s"
+            await asyncio.sleep(0.1)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -89,7 +89,12 @@ async def test_export_inside_a_batch_fails_only_that_part(api: httpx.AsyncClient
     response = await api.post("/v1/$batch", content=body, headers={"Content-Type": content_type})
     results = batch.parse(response.headers["content-type"], response.content, requests)
     assert results[0].status == 400 and "not supported inside a $batch" in results[0].message
-    assert results[1].status == 200 and [dc["Code"] for dc in results[1].body["value"]] == ["MAIN", "EAST", "WEST"]
+    assert results[1].status == 200 and [dc["Code"] for dc in results[1].body["value"]] == [
+        "MAIN",
+        "EAST",
+        "WEST",
+        "FBA",
+    ]
     assert (await admin.call("GET", f"/orders/{order_id}"))["_exported_by"] == []
 
     content_type, body = _raw_batch(["GET DistributionCenters"] * 101)
@@ -136,7 +141,7 @@ async def test_a_token_expiring_mid_run_is_refreshed_once(client: RithumClient, 
 async def test_429_bursts_and_5xx_are_retried(client: RithumClient, admin: Admin, request_log: RequestLog) -> None:
     await admin.faults(burst_429=2, retry_after=1)
     centers = await client.distribution_centers()
-    assert [dc["Code"] for dc in centers] == ["MAIN", "EAST", "WEST"]
+    assert [dc["Code"] for dc in centers] == ["MAIN", "EAST", "WEST", "FBA"]
     statuses = [e.status for e in request_log.entries if e.url.endswith("/v1/DistributionCenters")]
     assert statuses == [429, 429, 200]
 

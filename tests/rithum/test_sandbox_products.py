@@ -1,4 +1,5 @@
-"""The Rithum sandbox's own rules, seen over raw HTTP: OAuth, product validation, OData, limits."""
+"""The Rithum sandbox's own rules, seen over raw HTTP: OAuth, product validation, labels and bundle
+components by their real URIs, distribution centres, OData, limits."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from shared.rithum import batch
+from shared.rithum.batch import BatchRequest
+from shared.rithum.client import RithumClient
 from tests.rithum.conftest import Admin, SandboxAddress
 
 DENIED = {"Message": "Authorization has been denied for this request."}
@@ -242,3 +246,153 @@ async def test_update_quantity_and_attributes_validation(api: httpx.AsyncClient)
     assert read["TotalAvailableQuantity"] == 8
     assert read["DCQuantities"] == [{"ProductID": product_id, "DistributionCenterID": 1, "AvailableQuantity": 8}]
     assert read["Attributes"] == [{"ProductID": product_id, "Name": "Color", "Value": "Red"}]
+
+
+async def _send(api: httpx.AsyncClient, request: BatchRequest) -> httpx.Response:
+    """A connector-built request sent on its own, by the same URI it has inside a `$batch`."""
+    return await api.request(request.method, f"/v1/{request.path}", json=request.body)
+
+
+async def test_product_bodies_refuse_navigation_collections(
+    api: httpx.AsyncClient, client: RithumClient, admin: Admin
+) -> None:
+    product_id = (await api.post("/v1/Products", json={"Sku": "NAV-1", "Title": "Before"})).json()["ID"]
+    for method, name, call in (
+        ("PATCH", "Attributes", f"POST /v1/Products({product_id})/UpdateAttributes"),
+        ("PATCH", "Labels", f"/v1/ProductLabels(ProductID={product_id}, Name="),
+        ("PUT", "BundleComponents", f"/v1/ProductBundleComponents(ProductID={product_id}, ComponentID="),
+        ("PATCH", "DCQuantities", f"POST /v1/Products({product_id})/UpdateQuantity"),
+        ("PUT", "Images", "/v1/Images(ProductID="),
+        ("PATCH", "Children", "ParentProductID"),
+    ):
+        refused = await api.request(method, f"/v1/Products({product_id})", json={"Title": "After", name: []})
+        message = refused.json()["error"]["message"]
+        assert refused.status_code == 400 and f"navigation property '{name}'" in message and call in message, message
+
+    for name in ("Attributes", "Labels", "DCQuantities", "Images", "Children"):
+        created = await api.post("/v1/Products", json={"Sku": "NAV-2", name: []})
+        assert created.status_code == 400 and f"'{name}'" in created.text and "when creating" in created.text
+    component = (await api.post("/v1/Products", json={"Sku": "NAV-C"})).json()["ID"]
+    bundle = {"Sku": "NAV-B", "BundleType": "BundleItem", "BundleComponents": [{"ProductID": component, "Quantity": 2}]}
+    assert (await api.post("/v1/Products", json=bundle)).status_code == 201  # CA's create-a-bundle example
+
+    results = await client.batch(
+        [
+            batch.update_product(product_id, {"Attributes": [{"Name": "Color", "Value": "Red"}]}),
+            batch.update_product(product_id, {"Labels": [{"Name": "Sale"}]}),
+            batch.create_product({"Sku": "NAV-3", "Attributes": [{"Name": "Color", "Value": "Red"}]}),
+            batch.update_product(product_id, {"Title": "After"}),
+        ]
+    )
+    assert [r.status for r in results] == [400, 400, 400, 204]
+    assert "'Attributes'" in results[0].message and "'Labels'" in results[1].message
+    stored = await admin.product("NAV-1")
+    assert stored["Title"] == "After" and stored["Attributes"] == [] and stored["Labels"] == []
+    assert await admin.product("NAV-3") is None
+
+
+async def test_labels_by_their_real_uri_top_level_and_in_a_batch(
+    api: httpx.AsyncClient, client: RithumClient, admin: Admin
+) -> None:
+    product_id = (await api.post("/v1/Products", json={"Sku": "LBL-1"})).json()["ID"]
+    before = (await admin.product("LBL-1"))["UpdateDateUtc"]
+    await asyncio.sleep(0.01)
+    assert (await _send(api, batch.add_label(product_id, "O'Brien sale"))).status_code == 204
+    assert (await _send(api, batch.add_label(product_id, "O'Brien sale"))).status_code == 204  # idempotent
+    spaced = await api.put(f"/v1/ProductLabels(ProductID={product_id}, Name='Plain')")
+    assert spaced.status_code == 204
+    stored = await admin.product("LBL-1")
+    assert [label["Name"] for label in stored["Labels"]] == ["O'Brien sale", "Plain"]
+    assert stored["UpdateDateUtc"] > before
+    changed = await api.get("/v1/Products", params={"$filter": f"UpdateDateUtc gt {before}", "$select": "Sku"})
+    assert [p["Sku"] for p in changed.json()["value"]] == ["LBL-1"]  # the UpdateDateUtc index moved too
+
+    assert (await _send(api, batch.remove_label(product_id, "O'Brien sale"))).status_code == 204
+    gone = await _send(api, batch.remove_label(product_id, "O'Brien sale"))
+    assert gone.status_code == 404 and "no label" in gone.text
+    for bad in ("ProductID='1',Name='x'", "ProductID=1", "ProductID=1,Name='it's'", "ProductID=1,Label='x'"):
+        assert (await api.put(f"/v1/ProductLabels({bad})")).status_code == 400, bad
+    assert (await api.get(f"/v1/ProductLabels(ProductID={product_id},Name='Plain')")).status_code == 405
+
+    results = await client.batch(
+        [
+            batch.add_label(product_id, "Two words"),
+            batch.add_label(product_id, "It's 50% off, really"),
+            batch.remove_label(product_id, "Plain"),
+            batch.remove_label(product_id, "Never had it"),
+            batch.add_label(99999, "Nobody"),
+        ]
+    )
+    assert [r.status for r in results] == [204, 204, 204, 404, 404]
+    labels = [label["Name"] for label in (await admin.product("LBL-1"))["Labels"]]
+    assert labels == ["Two words", "It's 50% off, really"]
+
+
+async def test_bundle_components_by_their_real_uri(api: httpx.AsyncClient, client: RithumClient, admin: Admin) -> None:
+    ids = {}
+    for sku in ("BC-A", "BC-B", *(f"BC-{n}" for n in range(9))):
+        ids[sku] = (await api.post("/v1/Products", json={"Sku": sku})).json()["ID"]
+        quantity = {"Value": {"UpdateType": "Absolute", "Updates": [{"DistributionCenterID": 1, "Quantity": 12}]}}
+        await api.post(f"/v1/Products({ids[sku]})/UpdateQuantity", json=quantity)
+    parent = (await api.post("/v1/Products", json={"Sku": "BC-P", "IsParent": True, "RelationshipName": "Size"})).json()
+    body = {
+        "Sku": "BC-BUNDLE",
+        "BundleType": "BundleItem",
+        "BundleComponents": [{"ComponentSku": "BC-A", "Quantity": 2}],
+    }
+    bundle = (await api.post("/v1/Products", json=body)).json()["ID"]
+
+    assert (await _send(api, batch.set_bundle_component(bundle, ids["BC-B"], 3))).status_code == 204
+    assert (await _send(api, batch.set_bundle_component(bundle, ids["BC-A"], 4))).status_code == 204  # a change
+    stored = await admin.product("BC-BUNDLE")
+    assert [(c["ComponentSku"], c["Quantity"]) for c in stored["BundleComponents"]] == [("BC-A", 4), ("BC-B", 3)]
+    assert stored["TotalAvailableQuantity"] == 3  # 12 // 4
+
+    for request, reason in (
+        (batch.set_bundle_component(ids["BC-A"], ids["BC-B"], 1), "is not a bundle"),
+        (batch.set_bundle_component(bundle, parent["ID"], 1), "is a parent product"),
+        (batch.set_bundle_component(bundle, bundle, 1), "cannot contain itself"),
+        (batch.set_bundle_component(bundle, 99999, 1), "does not exist"),
+        (batch.set_bundle_component(bundle, ids["BC-B"], 0), "Quantity of at least 1"),
+        (batch.remove_bundle_component(bundle, ids["BC-0"]), "is not a component"),
+    ):
+        refused = await _send(api, request)
+        assert refused.status_code in (400, 404) and reason in refused.text, (request, refused.text)
+    nine_more = [batch.set_bundle_component(bundle, ids[f"BC-{n}"], 1) for n in range(9)]
+    results = await client.batch(nine_more)
+    assert [r.status for r in results] == [204] * 8 + [400] and "at most 10 components" in results[-1].message
+
+    results = await client.batch(
+        [batch.remove_bundle_component(bundle, ids[f"BC-{n}"]) for n in range(8)]
+        + [batch.remove_bundle_component(bundle, ids["BC-B"]), batch.remove_bundle_component(bundle, ids["BC-A"])]
+    )
+    assert [r.status for r in results] == [204] * 9 + [400]
+    assert "must keep at least one component" in results[-1].message
+    stored = await admin.product("BC-BUNDLE")
+    assert [(c["ComponentSku"], c["Quantity"]) for c in stored["BundleComponents"]] == [("BC-A", 4)]
+    assert (await api.delete(f"/v1/Products({ids['BC-B']})")).status_code == 204  # no longer in a bundle
+
+
+async def test_externally_managed_distribution_centers_take_no_quantity(api: httpx.AsyncClient, admin: Admin) -> None:
+    centers = (await api.get("/v1/DistributionCenters")).json()["value"]
+    assert [(dc["ID"], dc["Code"], dc["IsExternallyManaged"]) for dc in centers] == [
+        (1, "MAIN", False),
+        (2, "EAST", False),
+        (3, "WEST", False),
+        (4, "FBA", True),
+    ]
+    product_id = (await api.post("/v1/Products", json={"Sku": "FBA-1"})).json()["ID"]
+
+    def body(*updates: tuple[int, int]) -> dict[str, object]:
+        rows = [{"DistributionCenterID": dc, "Quantity": qty} for dc, qty in updates]
+        return {"Value": {"UpdateType": "Absolute", "Updates": rows}}
+
+    refused = await api.post(f"/v1/Products({product_id})/UpdateQuantity", json=body((1, 5), (4, 3)))
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"] == (
+        "Distribution center 4 (FBA) is externally managed; its quantity cannot be set."
+    )
+    assert (await admin.product("FBA-1"))["DCQuantities"] == []  # nothing of the refused call applied
+    for dc in (1, 2, 3):
+        assert (await api.post(f"/v1/Products({product_id})/UpdateQuantity", json=body((dc, 2)))).status_code == 204
+    assert (await admin.product("FBA-1"))["TotalAvailableQuantity"] == 6

@@ -27,9 +27,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--feed-delay",
         type=float,
-        default=2.0,
+        default=1800.0,
         metavar="SECONDS",
-        help="delay before a dropped feed file is processed (default 2)",
+        help="delay before a dropped feed file is processed (default 1800; Rithum: within one hour)",
+    )
+    parser.add_argument(
+        "--feed-results",
+        action="store_true",
+        help="debugging aid: write /Inventory/Results/<name>.results.txt per feed (real Rithum does not)",
     )
     parser.add_argument(
         "--token-ttl", type=float, default=3600.0, metavar="SECONDS", help="lifetime of access tokens (default 3600)"
@@ -55,7 +60,9 @@ def _port_range(text: str) -> range:
 
 
 async def serve(args: argparse.Namespace, root: Path) -> None:
-    sandbox = Sandbox(Credentials(), Config(token_ttl=args.token_ttl, feed_delay=args.feed_delay))
+    sandbox = Sandbox(
+        Credentials(), Config(token_ttl=args.token_ttl, feed_delay=args.feed_delay, feed_results=args.feed_results)
+    )
     if args.seed:
         seed_orders(sandbox, args.seed, seed=args.seed)
     webhooks = WebhookSender(sandbox)
@@ -63,7 +70,7 @@ async def serve(args: argparse.Namespace, root: Path) -> None:
     await webhooks.start()
     await intake.start(args.host, args.ftp_port, args.ftp_passive_ports)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(sandbox, webhooks), host=args.host, port=args.port, log_level="warning")
+        uvicorn.Config(create_app(sandbox, webhooks, intake), host=args.host, port=args.port, log_level="warning")
     )
     try:
         await server.serve()

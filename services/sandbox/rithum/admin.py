@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from .catalog import PRODUCT_EXPANDS
+from .ftp import FeedIntake
 from .seed import product_bodies, seed_orders
 from .state import Sandbox
 from .webhooks import WebhookSender
@@ -24,7 +25,10 @@ class ConfigPatch(_Strict):
     token_ttl: float | None = Field(None, gt=0, description="Seconds an access token lives")
     requests_per_minute: int | None = Field(None, ge=1)
     concurrency: int | None = Field(None, ge=1)
-    feed_delay: float | None = Field(None, ge=0, description="Seconds before a dropped feed is processed")
+    feed_delay: float | None = Field(
+        None, ge=0, description="Seconds before a dropped feed is processed; applies to files received afterwards"
+    )
+    feed_results: bool | None = Field(None, description="Write a result file per feed to /Inventory/Results")
     webhook_url: str | None = Field(None, description="Where new orders are POSTed; null switches webhooks off")
     webhook_headers: dict[str, str] | None = None
 
@@ -49,7 +53,7 @@ class SeedProducts(_Strict):
     seed: int = 0
 
 
-def admin_router(sb: Sandbox, webhooks: WebhookSender) -> APIRouter:
+def admin_router(sb: Sandbox, webhooks: WebhookSender, intake: FeedIntake | None = None) -> APIRouter:
     router = APIRouter(prefix="/_sandbox", tags=["sandbox admin"])
 
     @router.get("/health")
@@ -57,9 +61,10 @@ def admin_router(sb: Sandbox, webhooks: WebhookSender) -> APIRouter:
         return {"status": "ok", "products": len(sb.catalog.products), "orders": len(sb.orders.orders)}
 
     @router.post("/reset")
-    async def reset() -> dict[str, str]:
+    async def reset() -> dict[str, Any]:
         sb.reset()
-        return {"status": "reset"}
+        dropped = intake.clear() if intake is not None else 0
+        return {"status": "reset", "pending_feeds_dropped": dropped}
 
     @router.get("/config")
     async def get_config() -> dict[str, Any]:
@@ -161,7 +166,18 @@ def admin_router(sb: Sandbox, webhooks: WebhookSender) -> APIRouter:
 
     @router.get("/feeds")
     async def feeds() -> list[dict[str, Any]]:
+        """Processed feed files, oldest first: Rithum's Upload/Download Status, with the row errors."""
         return sb.feeds
+
+    @router.get("/feeds/pending")
+    async def pending_feeds() -> list[dict[str, Any]]:
+        """Files received and not processed yet, in arrival order, with when each falls due."""
+        return intake.pending() if intake is not None else []
+
+    @router.post("/feeds/process-pending")
+    async def process_pending_feeds() -> list[dict[str, Any]]:
+        """Process every pending file now, in arrival order, instead of waiting out `feed_delay`."""
+        return await intake.process_pending() if intake is not None else []
 
     @router.get("/stats")
     async def stats() -> dict[str, Any]:

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from .admin import admin_router
 from .errors import ApiError
+from .ftp import FeedIntake
 from .gateway import Gateway
 from .routes import Reply
 from .state import Sandbox
@@ -25,7 +26,7 @@ def _response(reply: Reply) -> Response:
     return Response(json.dumps(reply.body), reply.status, reply.headers, media_type=JSON_TYPE)
 
 
-def create_app(sandbox: Sandbox, webhooks: WebhookSender) -> FastAPI:
+def create_app(sandbox: Sandbox, webhooks: WebhookSender, intake: FeedIntake | None = None) -> FastAPI:
     app = FastAPI(title="Rithum sandbox", description="Stand-in for the Rithum (ChannelAdvisor) REST API v1")
     gateway = Gateway(sandbox)
 
@@ -51,5 +52,5 @@ def create_app(sandbox: Sandbox, webhooks: WebhookSender) -> FastAPI:
         )
         return _response(reply)
 
-    app.include_router(admin_router(sandbox, webhooks))
+    app.include_router(admin_router(sandbox, webhooks, intake))
     return app

@@ -84,10 +84,14 @@ def _part(chunk: bytes, number: int) -> Part:
     lines, request_body = _split_head(payload)
     if not lines:
         raise bad_request(f"Part {number} has no request line.")
-    request_line = lines[0].split()
-    if len(request_line) < 2:
+    # The URL is what lies between the method and the HTTP version: clients write key literals such as
+    # `Name='two words'` into the request line unencoded, so it may hold spaces.
+    method, _, rest = lines[0].strip().partition(" ")
+    url, _, version = rest.rpartition(" ")
+    url = url.strip() if version.upper().startswith("HTTP/") else rest.strip()
+    if not method or not url:
         raise bad_request(f"Part {number} has an invalid request line '{lines[0]}'.")
-    method, url = request_line[0].upper(), request_line[1]
+    method = method.upper()
     split = urlsplit(url)
     path = unquote(split.path)
     for prefix in ("/v1/", "v1/"):

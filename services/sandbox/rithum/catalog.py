@@ -77,9 +77,15 @@ DEFAULT_DCS = [
     {"ID": 1, "Code": "MAIN", "Name": "Main Warehouse", "Type": "Warehouse"},
     {"ID": 2, "Code": "EAST", "Name": "East Coast Warehouse", "Type": "Warehouse"},
     {"ID": 3, "Code": "WEST", "Name": "West Coast Warehouse", "Type": "Warehouse"},
+    # Quantity of an externally managed DC (e.g. Amazon's warehouses) is reported by the marketplace, not set.
+    {"ID": 4, "Code": "FBA", "Name": "Amazon FBA", "Type": "ExternallyManaged"},
 ]
 
 Product = dict[str, Any]
+
+
+def _external(dc: Mapping[str, Any]) -> bool:
+    return dc["Type"] == "ExternallyManaged"
 
 
 def utcnow() -> datetime:
@@ -341,6 +347,60 @@ class Catalog:
         merged["UpdateDateUtc"] = utcnow()
         self._commit(_Plan(product=merged, is_new=False))
 
+    def add_label(self, product_id: int, name: str) -> None:
+        """`PUT ProductLabels(...)`: idempotent; a label the product has already changes nothing."""
+        product = self.get(product_id)
+        if not name.strip():
+            raise bad_request("A label needs a non-empty Name.")
+        if name not in product["_labels"]:
+            self._commit(self._touched(product, _labels=[*product["_labels"], name]))
+
+    def remove_label(self, product_id: int, name: str) -> None:
+        product = self.get(product_id)
+        if name not in product["_labels"]:
+            raise ApiError(404, f"Product {product_id} has no label '{name}'.")
+        self._commit(self._touched(product, _labels=[label for label in product["_labels"] if label != name]))
+
+    def set_bundle_component(self, product_id: int, component_id: int, quantity: Any) -> None:
+        """`PUT ProductBundleComponents(...)`: add the component or change its quantity, same rules as a create."""
+        product = self.get(product_id)
+        self._require_bundle(product)
+        _, quantity = self._component({"ProductID": component_id, "Quantity": quantity})
+        components = dict(product["_components"])
+        components[component_id] = quantity  # a component already there keeps its place
+        plan = self._touched(product)
+        plan.components = list(components.items())
+        self._validate_bundle(plan)
+        self._commit(plan)
+
+    def remove_bundle_component(self, product_id: int, component_id: int) -> None:
+        product = self.get(product_id)
+        self._require_bundle(product)
+        components = [(cid, qty) for cid, qty in product["_components"] if cid != component_id]
+        if len(components) == len(product["_components"]):
+            raise ApiError(404, f"Product {component_id} is not a component of bundle {product_id}.")
+        if not components:
+            raise bad_request(
+                f"Bundle {product_id} must keep at least one component; add another before removing {component_id}."
+            )
+        plan = self._touched(product)
+        plan.components = components
+        self._commit(plan)
+
+    def default_distribution_center(self) -> int | None:
+        """Where a quantity without a DC goes: the lowest-ID centre whose quantity may be set."""
+        return min((i for i, dc in self.distribution_centers.items() if not _external(dc)), default=None)
+
+    @staticmethod
+    def _touched(product: Product, **changes: Any) -> _Plan:
+        """A plan changing only internal collections; UpdateDateUtc moves as with any product write."""
+        return _Plan(product={**product, **changes, "UpdateDateUtc": utcnow()}, is_new=False)
+
+    @staticmethod
+    def _require_bundle(product: Product) -> None:
+        if product["BundleType"] not in BUNDLE_ITEM_TYPES:
+            raise bad_request(f"Product {product['ID']} ({product['Sku']}) is not a bundle.")
+
     # --- planning --------------------------------------------------------------------------------
 
     def _plan(self, body: Mapping[str, Any], existing: Product | None) -> _Plan:
@@ -518,8 +578,13 @@ class Catalog:
             raise bad_request(f"Product '{product['Sku']}' is a bundle; its quantity comes from its components.")
         dc = dict(product["_dc"])
         for dc_id, qty in update.updates:
-            if dc_id not in self.distribution_centers:
+            center = self.distribution_centers.get(dc_id)
+            if center is None:
                 raise bad_request(f"Distribution center {dc_id} does not exist.")
+            if _external(center):
+                raise bad_request(
+                    f"Distribution center {dc_id} ({center['Code']}) is externally managed; its quantity cannot be set."
+                )
             if update.update_type == "Relative":
                 dc[dc_id] = dc.get(dc_id, 0) + qty
             elif qty < 0:
@@ -605,4 +670,4 @@ class Catalog:
         self.distribution_centers = parsed
 
     def render_distribution_center(self, dc: Mapping[str, Any]) -> dict[str, Any]:
-        return {**dc, "ProfileID": self.profile_id, "IsExternallyManaged": dc["Type"] == "ExternallyManaged"}
+        return {**dc, "ProfileID": self.profile_id, "IsExternallyManaged": _external(dc)}

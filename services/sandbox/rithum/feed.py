@@ -1,10 +1,9 @@
 """Inventory feed files as dropped on the FTP server: tab-delimited UTF-8, first row a header, one
 product per row, applied in file order through the catalogue's own validation.
 
-Plain tab-separated lines, no quoting: a value cannot hold a tab or a line break.
-
-`Bundle Components` (`SKU-A=2;SKU-B=1`) is the sandbox's own column: the reference does not name
-ChannelAdvisor's bundle columns.
+Plain tab-separated lines, no quoting: a value cannot hold a tab or a line break. Only columns of
+Rithum's default layout are accepted; any other column (e.g. a made-up `Bundle Components`) rejects the
+whole file, as Rithum rejects a file with a bad header. Bundles are made through the REST API.
 """
 
 from __future__ import annotations
@@ -56,7 +55,6 @@ SPECIAL_COLUMNS = {
     "Quantity Update Type",
     "DC Quantity",
     "Labels",
-    "Bundle Components",
 }
 PARENT_MARKER = "parent"
 DEFAULT_UPDATE_TYPE = "Absolute"
@@ -144,10 +142,6 @@ class _RowReader:
         labels = self.cell(cells, "Labels")
         if labels:
             body["Labels"] = [{"Name": label.strip()} for label in labels.split(",") if label.strip()]
-        components = self.cell(cells, "Bundle Components")
-        if components:
-            body["BundleType"] = "BundleItem"
-            body["BundleComponents"] = self._components(components)
         return body, self._quantity(cells)
 
     def _relationship(self, cells: list[str], body: dict[str, Any]) -> None:
@@ -162,18 +156,6 @@ class _RowReader:
             raise RowError(f"Parent SKU '{parent}' is neither earlier in the file nor an existing product.")
         body["ParentProductID"] = parent_id
 
-    @staticmethod
-    def _components(text: str) -> list[dict[str, Any]]:
-        components = []
-        for entry in (e.strip() for e in text.split(";")):
-            if not entry:
-                continue
-            sku, equals, quantity = entry.rpartition("=")
-            if not equals or not sku.strip():
-                raise RowError(f"Bundle component '{entry}' must look like SKU=QUANTITY.")
-            components.append({"ComponentSku": sku.strip(), "Quantity": _integer("Bundle Components", quantity)})
-        return components
-
     def _quantity(self, cells: list[str]) -> QuantityUpdate | None:
         quantity, per_dc = self.cell(cells, "Quantity"), self.cell(cells, "DC Quantity")
         if not quantity and not per_dc:
@@ -185,7 +167,10 @@ class _RowReader:
             raise RowError(f"Quantity Update Type '{update_type}' is not one of {', '.join(sorted(UPDATE_TYPES))}.")
         centers = self.catalog.distribution_centers
         if quantity:
-            return QuantityUpdate(update_type, [(min(centers), _integer("Quantity", quantity))])
+            default = self.catalog.default_distribution_center()
+            if default is None:
+                raise RowError("Quantity needs a distribution center that is not externally managed; use DC Quantity.")
+            return QuantityUpdate(update_type, [(default, _integer("Quantity", quantity))])
         codes = {dc["Code"]: dc_id for dc_id, dc in centers.items()}
         updates = []
         for entry in (e.strip() for e in per_dc.split(",")):

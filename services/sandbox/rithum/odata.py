@@ -50,6 +50,39 @@ def format_datetime(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
+# --- key predicates ------------------------------------------------------------------------------
+
+_KEY_PART = re.compile(r"\s*([A-Za-z_]\w*)\s*=\s*(?:'((?:[^']|'')*)'|(-?\d+))\s*(,|\Z)")
+
+
+def parse_key(text: str, entity: str, keys: Mapping[str, T]) -> dict[str, Any]:
+    """A compound key such as `ProductID=12, Name='it''s'` (the text between the parentheses).
+
+    Every key of `keys` must be named once with a literal of its type (integers bare, strings in
+    single quotes with `''` for a quote); the order of the parts is free, as OData allows.
+    """
+    values: dict[str, Any] = {}
+    position = 0
+    while position < len(text):
+        found = _KEY_PART.match(text, position)
+        if found is None:
+            raise bad_request(f"The key '({text})' of {entity} is not valid OData: expected Name=value pairs.")
+        name, string, number, comma = found.groups()
+        kind = keys.get(name)
+        if kind is None or name in values:
+            raise bad_request(f"'{name}' is not a key property of {entity}, or it is named twice.")
+        if (kind is T.STR) != (string is not None):
+            raise bad_request(f"The key property '{name}' of {entity} needs a literal of type {kind.value}.")
+        values[name] = string.replace("''", "'") if string is not None else int(number)
+        position = found.end()
+        if comma and position == len(text):
+            raise bad_request(f"The key '({text})' of {entity} ends with a comma.")
+    missing = [name for name in keys if name not in values]
+    if missing:
+        raise bad_request(f"The key of {entity} needs {', '.join(missing)}.")
+    return values
+
+
 # --- $filter -------------------------------------------------------------------------------------
 
 _TOKEN = re.compile(

@@ -14,7 +14,7 @@ from typing import Any
 
 from .catalog import PRODUCT_EXPANDS, PRODUCT_SCHEMA
 from .errors import ApiError, bad_request
-from .odata import Query, page_bounds, parse_expand, parse_query, parse_select
+from .odata import Query, T, page_bounds, parse_expand, parse_key, parse_query, parse_select
 from .orders import ORDER_EXPANDS, ORDER_SCHEMA, parse_exported
 from .state import Sandbox
 
@@ -159,9 +159,36 @@ def get_product(sb: Sandbox, call: Call, groups: tuple[str, ...]) -> Reply:
     )
 
 
+# Navigation collections have calls of their own; a product body naming one is refused, as Rithum does.
+COLLECTION_CALLS = {
+    "Attributes": "POST /v1/Products({id})/UpdateAttributes",
+    "Labels": "PUT or DELETE /v1/ProductLabels(ProductID={id}, Name='…')",
+    "BundleComponents": "PUT or DELETE /v1/ProductBundleComponents(ProductID={id}, ComponentID=…)",
+    "DCQuantities": "POST /v1/Products({id})/UpdateQuantity",
+    "Images": "/v1/Images(ProductID={id}, PlacementName='…')",
+    "Children": "ParentProductID on each child product",
+}
+# CA's create-a-bundle example posts the components with the bundle.
+CREATE_ACCEPTS = {"BundleComponents"}
+
+
+def _no_collections(body: Any, product_id: int | None) -> Any:
+    """Refuse a navigation collection in a product body, naming the call that sets it instead."""
+    if isinstance(body, dict):
+        for name, call in COLLECTION_CALLS.items():
+            if name not in body or (product_id is None and name in CREATE_ACCEPTS):
+                continue
+            if product_id is None:
+                where = "when creating a product; create it, then use " + call.format(id="ID")
+            else:
+                where = f"by PATCH or PUT of Products({product_id}); use " + call.format(id=product_id)
+            raise bad_request(f"The navigation property '{name}' of type 'Product' cannot be set {where}.")
+    return body
+
+
 @route("POST", "Products", "products.create")
 def create_product(sb: Sandbox, call: Call, _: tuple[str, ...]) -> Reply:
-    product = sb.catalog.create(call.json())
+    product = sb.catalog.create(_no_collections(call.json(), None))
     body = sb.catalog.render(product, None, ())
     return Reply(
         201,
@@ -172,7 +199,8 @@ def create_product(sb: Sandbox, call: Call, _: tuple[str, ...]) -> Reply:
 
 @route("PATCH|PUT", PRODUCT_ID, "products.update")
 def update_product(sb: Sandbox, call: Call, groups: tuple[str, ...]) -> Reply:
-    sb.catalog.update(int(groups[0]), call.json())
+    product_id = int(groups[0])
+    sb.catalog.update(product_id, _no_collections(call.json(), product_id))
     return Reply(204)
 
 
@@ -199,6 +227,49 @@ def product_collection(sb: Sandbox, call: Call, groups: tuple[str, ...]) -> Repl
     product = sb.catalog.get(int(groups[0]))
     rows = sb.catalog.render(product, ["ID"], [groups[1]])[groups[1]]
     return Reply(200, {"@odata.context": _context(call, groups[1]), "value": rows})
+
+
+LABEL_KEY = {"ProductID": T.INT, "Name": T.STR}
+COMPONENT_KEY = {"ProductID": T.INT, "ComponentID": T.INT}
+
+
+def _key_body(call: Call, entity: str, key: dict[str, Any], extra: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The optional JSON body of a keyed entity: key properties in it must repeat the URI's."""
+    if not call.body.strip():
+        return {}
+    body = call.json()
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object.")
+    for name, value in body.items():
+        if name not in key and name not in extra:
+            raise bad_request(f"The property '{name}' does not exist on type '{entity}'.")
+        if name in key and value != key[name]:
+            raise bad_request(f"The property '{name}' in the body does not match the key in the URI.")
+    return body
+
+
+@route("PUT|DELETE", r"ProductLabels\((.*)\)", "product_labels.write")
+def product_label(sb: Sandbox, call: Call, groups: tuple[str, ...]) -> Reply:
+    """`PUT` adds the label (idempotent), `DELETE` removes it: the real URI, usable inside `$batch`."""
+    key = parse_key(groups[0], "ProductLabel", LABEL_KEY)
+    if call.method == "PUT":
+        _key_body(call, "ProductLabel", key)
+        sb.catalog.add_label(key["ProductID"], key["Name"])
+    else:
+        sb.catalog.remove_label(key["ProductID"], key["Name"])
+    return Reply(204)
+
+
+@route("PUT|DELETE", r"ProductBundleComponents\((.*)\)", "product_bundle_components.write")
+def product_bundle_component(sb: Sandbox, call: Call, groups: tuple[str, ...]) -> Reply:
+    """`PUT {"Quantity": n}` adds a component to a bundle or changes its quantity; `DELETE` removes it."""
+    key = parse_key(groups[0], "ProductBundleComponent", COMPONENT_KEY)
+    if call.method == "PUT":
+        body = _key_body(call, "ProductBundleComponent", key, frozenset({"Quantity"}))
+        sb.catalog.set_bundle_component(key["ProductID"], key["ComponentID"], body.get("Quantity"))
+    else:
+        sb.catalog.remove_bundle_component(key["ProductID"], key["ComponentID"])
+    return Reply(204)
 
 
 @route("GET", "DistributionCenters", "distribution_centers.list")

@@ -31,7 +31,8 @@ class Config:
     token_ttl: float = 3600.0
     requests_per_minute: int = 2000
     concurrency: int = 5
-    feed_delay: float = 2.0
+    feed_delay: float = 1800.0  # Rithum picks feed files up "within one hour"
+    feed_results: bool = False  # debugging aid: write /Inventory/Results/<name>.results.txt (Rithum does not)
     webhook_url: str | None = None
     webhook_headers: dict[str, str] = field(default_factory=dict)
 
