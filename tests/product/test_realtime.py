@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from shared.db.models import SyncRecord
+from shared.db.models import RequestLogRow, SyncRecord
 from tests.product.catalog import attr, expected, rithum_products
 from tests.product.conftest import SECRET, Stack, eventually
 
@@ -56,6 +56,18 @@ async def test_create_update_and_flag_off_take_effect(fresh: Stack, clean_db) ->
         acu.post("/records/StockItem/change", json={"keys": ["RT-TRAIN"], "set": {"Description": "Steam train"}})
     await eventually(lambda: rithum_product(fresh, "RT-TRAIN")["Title"] == "Steam train", what="title update")
 
+    # Only what changed, and only the product's own properties: Rithum refuses collections in a PATCH.
+    async def patches() -> list[str]:
+        async with clean_db() as session:
+            sent = await session.scalars(
+                select(RequestLogRow.request_excerpt).where(
+                    RequestLogRow.system == "rithum", RequestLogRow.url.like("%$batch%")
+                )
+            )
+            return [line for body in sent for line in (body or "").splitlines() if "Steam train" in line]
+
+    assert await eventually(patches, what="the PATCH in the request log") == ['{"Title": "Steam train"}']
+
     flag_off = {"Attributes": [{"AttributeID": "ACTIVERITHUM", "Value": "0"}]}
     with fresh.acu() as acu:
         acu.post("/records/StockItem/change", json={"keys": ["RT-TRAIN"], "set": flag_off}).raise_for_status()
@@ -64,7 +76,11 @@ async def test_create_update_and_flag_off_take_effect(fresh: Stack, clean_db) ->
         what="unlisting",
     )
     unlisted = rithum_product(fresh, "RT-TRAIN")
-    assert all(dc["AvailableQuantity"] == 0 for dc in unlisted.get("DCQuantities") or [])
+    with fresh.rit() as rit:
+        external = {dc["ID"] for dc in rit.get("/distribution-centers").json() if dc["Type"] == "ExternallyManaged"}
+    assert external, "the sandbox has an externally managed (FBA) distribution centre"
+    quantities = {dc["DistributionCenterID"]: dc["AvailableQuantity"] for dc in unlisted.get("DCQuantities") or []}
+    assert quantities and set(quantities.values()) == {0} and not external & set(quantities), quantities
     stored = await record(clean_db, "RT-TRAIN")
     assert stored.status == "Deleted" and "Active on Rithum" in stored.last_error
 
