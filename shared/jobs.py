@@ -143,9 +143,7 @@ async def finish(
 async def enumerated(session: AsyncSession, job_id: int) -> None:
     """Enumeration done, feed files out: the feed reconciler finishes the job once Rithum has them all."""
     await session.execute(
-        update(SyncJob)
-        .where(SyncJob.id == job_id)
-        .values(status=JobStatus.CONFIRMING, enumerated_at=datetime.now(UTC))
+        update(SyncJob).where(SyncJob.id == job_id).values(status=JobStatus.CONFIRMING, enumerated_at=datetime.now(UTC))
     )
 
 

@@ -152,24 +152,15 @@ class FeedReconciler:
                 }
                 for key, new_id, old_id, _, _, _ in confirmed
             ]
-            for start in range(0, len(done), CHUNK):
-                await session.execute(
-                    update(_RECORDS)
-                    .where(
-                        _RECORDS.c.entity == ENTITY,
-                        _RECORDS.c.acumatica_key == bindparam("k"),
-                        _RECORDS.c.status == SyncStatus.SUBMITTED.value,
-                    )
-                    .values(
-                        status=SyncStatus.PROCESSED.value,
-                        rithum_id=bindparam("rid"),
-                        last_operation=bindparam("op"),
-                        last_error=None,
-                        attempt_count=0,
-                        updated_at=bindparam("now"),
-                    ),
-                    done[start : start + CHUNK],
-                )
+            await _update_submitted(
+                session,
+                done,
+                status=SyncStatus.PROCESSED.value,
+                rithum_id=bindparam("rid"),
+                last_operation=bindparam("op"),
+                last_error=None,
+                attempt_count=0,
+            )
             for _, _, _, _, feed_id, job_id in confirmed:
                 per_feed[feed_id]["confirmed"] += 1
                 if job_id is not None:
@@ -186,25 +177,16 @@ class FeedReconciler:
                 }
                 for key, feed_id, _ in expired
             ]
-            for start in range(0, len(lost), CHUNK):
-                await session.execute(
-                    update(_RECORDS)
-                    .where(
-                        _RECORDS.c.entity == ENTITY,
-                        _RECORDS.c.acumatica_key == bindparam("k"),
-                        _RECORDS.c.status == SyncStatus.SUBMITTED.value,
-                    )
-                    .values(
-                        status=SyncStatus.FAILED.value,
-                        last_operation="Not Confirmed",
-                        last_error=bindparam("err"),
-                        attempt_count=_RECORDS.c.attempt_count + 1,
-                        content_hash=None,
-                        sent=None,
-                        updated_at=bindparam("now"),
-                    ),
-                    lost[start : start + CHUNK],
-                )
+            await _update_submitted(
+                session,
+                lost,
+                status=SyncStatus.FAILED.value,
+                last_operation="Not Confirmed",
+                last_error=bindparam("err"),
+                attempt_count=_RECORDS.c.attempt_count + 1,
+                content_hash=None,
+                sent=None,
+            )
             for _, feed_id, job_id in expired:
                 per_feed[feed_id]["failed"] += 1
                 if job_id is not None:
@@ -300,3 +282,18 @@ class FeedReconciler:
             retry[job_id].append(key)
         for job_id, keys in retry.items():
             await self.ctx.requeue(ENTITY, keys, job_id)
+
+
+async def _update_submitted(session: Any, rows: list[dict[str, Any]], **values: Any) -> None:
+    """Settle Submitted records in bulk: one executemany per chunk, keyed by `k`, stamped with `now`."""
+    statement = (
+        update(_RECORDS)
+        .where(
+            _RECORDS.c.entity == ENTITY,
+            _RECORDS.c.acumatica_key == bindparam("k"),
+            _RECORDS.c.status == SyncStatus.SUBMITTED.value,
+        )
+        .values(**values, updated_at=bindparam("now"))
+    )
+    for start in range(0, len(rows), CHUNK):
+        await session.execute(statement, rows[start : start + CHUNK])
