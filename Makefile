@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/connector_test
 
-.PHONY: install run test lint bench migrate preflight clean
+.PHONY: install services run test lint bench migrate preflight clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-preflight: install
+# PostgreSQL and RabbitMQ on this machine, set up as the tests need them (see deploy/services.sh);
+# quick and changes nothing when they already are. SKIP_SERVICES=1 when they run elsewhere.
+services:
+	@deploy/services.sh
+
+preflight: install services
 	$(BIN)/python -m shared.preflight
 
 migrate: preflight
@@ -25,7 +30,7 @@ migrate: preflight
 run: migrate
 	@$(BIN)/python -m deploy.run
 
-test: install
+test: install services
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python -m shared.preflight
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python -m shared.db.migrate
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)

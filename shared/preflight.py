@@ -37,7 +37,11 @@ def main() -> int:
     for problem in problems:
         print(f"preflight: {problem}", file=sys.stderr)
     if problems:
-        print("preflight: start them (see README, 'Requirements') or set AMQP_URL / DATABASE_URL", file=sys.stderr)
+        print(
+            "preflight: run `make services` (as root it starts and sets them up, otherwise it says what to run;"
+            " README, 'Setting up the services'), or set AMQP_URL / DATABASE_URL",
+            file=sys.stderr,
+        )
         return 1
     print("preflight: RabbitMQ and PostgreSQL reachable")
     return 0

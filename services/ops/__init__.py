@@ -1,0 +1,1 @@
+"""Operator tools run from a shell: `python -m services.ops …` (dead letters for now)."""

@@ -1,0 +1,1 @@
+"""Operations: dead-letter CLI, services set-up, sweep of leftover test topologies."""
