@@ -38,6 +38,7 @@ async def create_job(
     source: str = "api",
     schedule_id: int | None = None,
     keys: list[str] | None = None,
+    force: bool = False,
 ) -> tuple[SyncJob, Envelope]:
     """Insert the job and stage its run message; the caller commits, then wakes the relay."""
     validate_window(mode, window_from, window_to)
@@ -54,6 +55,7 @@ async def create_job(
         source=source,
         schedule_id=schedule_id,
         keys={"keys": keys} if keys is not None else None,
+        force=force,
     )
     session.add(job)
     await session.flush()
@@ -74,6 +76,7 @@ def job_view(job: SyncJob) -> dict[str, Any]:
         "job_id": job.id,
         "entity": job.entity,
         "mode": job.mode,
+        "force": job.force,
         "from": job.window_from,
         "to": job.window_to,
         "status": job.status,
@@ -88,6 +91,8 @@ def job_view(job: SyncJob) -> dict[str, Any]:
             "filtered": job.filtered,
             "skipped": job.skipped,
             "deleted": job.deleted,
+            "forced": job.forced,
+            "recreated": job.recreated,
         },
         "error": job.error,
         "created_at": job.created_at,
@@ -106,7 +111,7 @@ async def start(session: AsyncSession, job_id: int) -> SyncJob | None:
     job.status = JobStatus.RUNNING
     job.started_at = datetime.now(UTC)
     job.found = job.processed = job.failed = job.filtered = job.skipped = job.deleted = 0
-    job.submitted = job.confirmed = 0
+    job.submitted = job.confirmed = job.forced = job.recreated = 0
     job.error = None
     return job
 

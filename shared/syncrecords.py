@@ -31,6 +31,10 @@ FINAL = {
 }
 
 
+RECREATED = "Re-created Externally"  # the connector had it on the target, the target no longer had it
+FORCED = "Forced to Resync"  # sent although unchanged, because the sync was forced
+
+
 @dataclass(slots=True)
 class Outcome:
     key: str
@@ -43,6 +47,7 @@ class Outcome:
     source_modified_at: datetime | None = None
     sent: dict[str, Any] | None = None  # the body Rithum now has (or will, once the feed is picked up)
     feed_id: int | None = None
+    forced: bool = False  # written only because the sync was forced
 
 
 async def load(session: AsyncSession, entity: str, keys: Iterable[str]) -> dict[str, SyncRecord]:
@@ -115,8 +120,12 @@ async def save(session: AsyncSession, entity: str, outcomes: Sequence[Outcome], 
 
 
 async def count_into_job(session: AsyncSession, job_id: int, outcomes: Sequence[Outcome]) -> None:
-    """Add the batch's final outcomes to the job's counters (one UPDATE)."""
+    """Add the batch's final outcomes to the job's counters (one UPDATE), and how many were forced or
+    re-created on the target."""
     counts = Counter(FINAL[o.status] for o in outcomes if o.status in FINAL)
+    counts["forced"] = sum(o.forced for o in outcomes)
+    counts["recreated"] = sum(o.operation == RECREATED for o in outcomes)
+    counts = +counts  # drop the zeros
     if counts:
         await session.execute(
             update(SyncJob)

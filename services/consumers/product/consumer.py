@@ -3,10 +3,13 @@ ID write-back handler and the feed reconciler."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import update
 
 from services.consumers.context import ConsumerContext
 from services.consumers.product.feeds import LOCK_KEY, FeedReconciler
@@ -18,7 +21,7 @@ from services.consumers.product.transform import ProductRules
 from services.consumers.product.writeback import WriteBack, WriteBackHandler, attempts, envelopes
 from shared import jobs, syncrecords
 from shared.asynciter import read_ahead
-from shared.db.models import SyncMode, SyncStatus
+from shared.db.models import SyncJob, SyncMode, SyncStatus
 from shared.messaging.consumer import Ack, DeadLetter, Delivery, Outcome, Retry
 from shared.periodic import Periodic
 from shared.requestlog import log_context
@@ -119,11 +122,14 @@ class ProductConsumer:
                 log.info("job %s already enumerated, finished or unknown; ignoring its message", job_id)
                 return Ack()
             start, end = await jobs.window(session, job, began)
-            mode, keys = job.mode, (job.keys or {}).get("keys")
-        log.info("job %d (%s %s) started: window %s to %s", job_id, ENTITY, mode, start, end)
+            mode, keys, force = job.mode, (job.keys or {}).get("keys"), job.force
+        log.info("job %d (%s %s%s) started: window %s to %s", job_id, ENTITY, mode, " forced" * force, start, end)
         rules, feed_threshold, _ = await self._rules()
         spool = FeedSpool()
-        page = _JobPage(self, job_id, rules, spool)  # every write but bundles goes into the spool
+        page = _JobPage(self, job_id, rules, spool, force)  # every write but bundles goes into the spool
+        # A full job is the repair tool: Rithum's catalogue is listed while Acumatica is paged, and the
+        # records left alone as unchanged are then checked against it.
+        listing = asyncio.create_task(self.pipeline.on_rithum()) if mode == SyncMode.FULL and not force else None
         try:
             if mode == SyncMode.SELECTED:
                 for i in range(0, len(keys or []), SELECTED_PAGE):
@@ -131,12 +137,16 @@ class ProductConsumer:
             else:
                 async for units in read_ahead(self.source.pages(start, end)):
                     await page.run(units)
+            if listing is not None:
+                await page.recreate_lost(await listing)
             outcomes, write_backs = await self.pipeline.flush(
                 spool, rules, feed_threshold=feed_threshold, job_id=job_id
             )
             await page.save(outcomes, write_backs)
         except Exception as exc:
             log.exception("job %d failed", job_id)
+            if listing is not None:
+                listing.cancel()
             async with self.ctx.sessionmaker() as session, session.begin():
                 await jobs.finish(session, job_id, error=f"{type(exc).__name__}: {exc}")
             return Ack()
@@ -164,20 +174,50 @@ class ProductConsumer:
 class _JobPage:
     """Saves what each page of a job decided; remembers what the retry path and the reconciler take on."""
 
-    def __init__(self, consumer: ProductConsumer, job_id: int, rules: ProductRules, spool: FeedSpool) -> None:
+    def __init__(
+        self, consumer: ProductConsumer, job_id: int, rules: ProductRules, spool: FeedSpool, force: bool = False
+    ) -> None:
         self.consumer = consumer
         self.job_id = job_id
         self.rules = rules
         self.spool = spool
+        self.force = force
+        self.unchanged: dict[str, str] = {}  # SKU → Rithum ID of records left alone (checked by a full job)
+        self.skipped: set[str] = set()  # of those, the ones counted as skipped
         self.seen: set[str] = set()  # a family's parent comes with every page of its variants: count it once
         self.failed: list[str] = []
         self.waiting: list[str] = []
 
-    async def run(self, units: Sequence[Unit]) -> None:
+    async def run(self, units: Sequence[Unit], on_rithum: dict[str, int] | None = None) -> None:
         outcomes, write_backs = await self.consumer.pipeline.sync(
-            units, self.rules, feed_threshold=0, job_id=self.job_id, spool=self.spool
+            units,
+            self.rules,
+            feed_threshold=0,
+            job_id=self.job_id,
+            spool=self.spool,
+            force=self.force,
+            on_rithum=on_rithum,
+            unchanged=self.unchanged if on_rithum is None else None,
         )
         await self.save(outcomes, write_backs)
+
+    async def recreate_lost(self, on_rithum: dict[str, int]) -> None:
+        """Unchanged records whose product Rithum no longer has (deleted there, a restored account) are
+        read again and written: re-created on the target, in the same file as the rest of the job."""
+        lost = [sku for sku, rithum_id in self.unchanged.items() if on_rithum.get(sku) != int(rithum_id)]
+        if not lost:
+            return
+        log.info("job %d: %d unchanged products are missing on Rithum; creating them again", self.job_id, len(lost))
+        counted = [sku for sku in lost if sku in self.skipped]
+        async with self.consumer.ctx.sessionmaker() as session, session.begin():
+            await session.execute(
+                update(SyncJob)
+                .where(SyncJob.id == self.job_id)
+                .values(skipped=SyncJob.skipped - len(counted), found=SyncJob.found - len(counted))
+            )
+        self.seen.difference_update(lost)
+        for i in range(0, len(lost), SELECTED_PAGE):
+            await self.run(await self.consumer.source.resolve(lost[i : i + SELECTED_PAGE]), on_rithum)
 
     async def save(self, outcomes: list[RecordOutcome], write_backs: list[WriteBack]) -> None:
         outcomes = [o for o in outcomes if o.key not in self.seen]
@@ -188,5 +228,6 @@ class _JobPage:
             await syncrecords.count_into_job(session, self.job_id, outcomes)
             await jobs.add_found(session, self.job_id, len(outcomes))
         await self.consumer._queue_write_backs(write_backs, self.job_id)
+        self.skipped.update(o.key for o in outcomes if o.status is SyncStatus.SKIPPED)
         self.failed += [o.key for o in outcomes if o.status is SyncStatus.FAILED]
         self.waiting += [o.key for o in outcomes if o.status is SyncStatus.PENDING and o.operation == WAITING]

@@ -33,6 +33,7 @@ from shared import jobs
 from shared.db.models import FeedUpload, JobStatus, SyncJob, SyncRecord, SyncStatus
 from shared.requestlog import log_context
 from shared.rithum.client import odata_datetime
+from shared.syncrecords import RECREATED
 
 log = logging.getLogger("connector.product.feeds")
 LOCK_KEY = 0x46454544  # "FEED": one reconciler round at a time across replicas
@@ -147,7 +148,11 @@ class FeedReconciler:
                 {
                     "k": key,
                     "rid": str(new_id),
-                    "op": "Inserted Externally" if old_id is None else "Updated Externally",
+                    "op": "Inserted Externally"
+                    if old_id is None
+                    else RECREATED
+                    if old_id != str(new_id)
+                    else "Updated Externally",
                     "now": now,
                 }
                 for key, new_id, old_id, _, _, _ in confirmed
@@ -161,11 +166,13 @@ class FeedReconciler:
                 last_error=None,
                 attempt_count=0,
             )
-            for _, _, _, _, feed_id, job_id in confirmed:
+            for _, new_id, old_id, _, feed_id, job_id in confirmed:
                 per_feed[feed_id]["confirmed"] += 1
                 if job_id is not None:
                     per_job[job_id]["confirmed"] += 1
                     per_job[job_id]["processed"] += 1
+                    if old_id is not None and old_id != str(new_id):
+                        per_job[job_id]["recreated"] += 1
             names = {f.id: f.name for f in feeds}
             lost = [
                 {

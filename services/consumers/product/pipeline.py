@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,7 +36,7 @@ from shared.rithum.client import RithumClient
 from shared.rithum.errors import RithumError
 from shared.rithum.feed import FeedRow, FeedWriter
 from shared.rithum.ftp import FeedUploader
-from shared.syncrecords import Outcome
+from shared.syncrecords import FORCED, RECREATED, Outcome
 
 log = logging.getLogger("connector.product")
 ENTITY = "product"
@@ -56,8 +56,18 @@ class Plan:
     untouched: set[str] = field(default_factory=set)
 
 
-def plan(units: Sequence[Unit], rules: T.ProductRules, records: dict[str, SyncRecord]) -> Plan:
-    """Apply the rules and the transform (pure): what to write, unlist, filter or skip."""
+def plan(
+    units: Sequence[Unit],
+    rules: T.ProductRules,
+    records: dict[str, SyncRecord],
+    *,
+    on_rithum: Mapping[str, int] | None = None,
+    force: bool = False,
+) -> Plan:
+    """Apply the rules and the transform (pure): what to write, unlist, filter or skip.
+
+    `on_rithum` (a full job's look at the target: SKU → ID) turns an unchanged record whose product
+    Rithum no longer has into a write that re-creates it; `force` writes unchanged records too."""
     p = Plan()
 
     def listed(key: str) -> bool:
@@ -76,12 +86,23 @@ def plan(units: Sequence[Unit], rules: T.ProductRules, records: dict[str, SyncRe
         p.modified[product.sku] = modified
         p.current_ids[product.sku] = (entity, current_id)
         stored = records.get(product.sku)
+        lost = bool(
+            on_rithum is not None
+            and stored is not None
+            and stored.rithum_id
+            and stored.status in (SyncStatus.PROCESSED, SyncStatus.SUBMITTED)
+            and on_rithum.get(product.sku) != int(stored.rithum_id)
+        )
         if (
             stored is not None
             and stored.rithum_id
             and stored.content_hash == product.content_hash
             and stored.status == SyncStatus.PROCESSED
+            and not lost
         ):
+            if force:
+                p.writes.append(Spooled(product, entity, current_id, modified, forced=True))
+                return
             if stored.source_modified_at is not None and stored.source_modified_at == modified:
                 p.untouched.add(product.sku)  # not changed since our own last write: not even counted
                 return
@@ -89,7 +110,7 @@ def plan(units: Sequence[Unit], rules: T.ProductRules, records: dict[str, SyncRe
                 product.sku, SyncStatus.SKIPPED, "Not Changed", kind=product.kind.value, rithum_id=stored.rithum_id
             )
         else:
-            p.writes.append(Spooled(product, entity, current_id, modified))
+            p.writes.append(Spooled(product, entity, current_id, modified, lost=lost))
 
     for unit in units:
         try:
@@ -151,6 +172,7 @@ class _Write:
     parts: list[rb.BatchRequest]
     sent: dict[str, Any]
     created: bool
+    lost: bool = False  # created again: Rithum no longer had the product the connector listed
 
 
 class ProductPipeline:
@@ -176,14 +198,18 @@ class ProductPipeline:
         feed_threshold: int,
         job_id: int | None = None,
         spool: FeedSpool | None = None,
+        on_rithum: Mapping[str, int] | None = None,
+        force: bool = False,
+        unchanged: dict[str, str] | None = None,
     ) -> tuple[list[Outcome], list[WriteBack]]:
         """Sync the units: one outcome per record key touched, and the CA Product ID write-backs due.
         Neither is saved nor queued here. With a `spool` (a job), feedable writes go into it instead
-        and get their outcomes from `flush`."""
+        and get their outcomes from `flush`. `on_rithum` and `force`: see `plan`; `unchanged` collects
+        SKU → Rithum ID of the records left alone as unchanged (a full job checks them afterwards)."""
         keys = _keys(units)
         async with self.sessionmaker() as session:
             records = await syncrecords.load(session, ENTITY, keys)
-        p = plan(units, rules, records)
+        p = plan(units, rules, records, on_rithum=on_rithum, force=force)
         with log_context(entity=ENTITY, job_id=job_id):
             bundles = [w for w in p.writes if w.product.kind is T.Kind.BUNDLE]
             feedable = [w for w in p.writes if w.product.kind is not T.Kind.BUNDLE]
@@ -206,6 +232,11 @@ class ProductPipeline:
                     for key, reason in p.unlist:
                         error = f"{reason}; Rithum unavailable: {exc}"
                         p.outcomes[key] = Outcome(key, SyncStatus.FAILED, "Failed to Unlist", error=error)
+        if unchanged is not None:
+            unchanged.update({k: str(records[k].rithum_id) for k in p.untouched})
+            unchanged.update(
+                {o.key: str(o.rithum_id) for o in p.outcomes.values() if o.status is SyncStatus.SKIPPED and o.rithum_id}
+            )
         if job_id is None:  # in real time a notification was received: say it cost nothing
             for key in p.untouched:
                 stored = records[key]
@@ -242,6 +273,11 @@ class ProductPipeline:
         current = {e.product.sku: (e.entity, e.current_id) for e in entries}
         return list(outcomes.values()), _write_backs(outcomes.values(), current, rules)
 
+    async def on_rithum(self) -> dict[str, int]:
+        """SKU → ID of every product on Rithum: what a full job checks its unchanged records against.
+        One paged listing, about one call per 100 products (CA advises ProductExport above ~250k)."""
+        return {row["Sku"]: int(row["ID"]) async for row in self.rithum.iterate_products(select=("ID", "Sku"))}
+
     # -- FTP feed -------------------------------------------------------------------------------
 
     async def submit_feed(
@@ -252,12 +288,12 @@ class ProductPipeline:
         if attribute_slots is None:
             entries = list(entries)
             attribute_slots = max((len(e.product.body.get("Attributes", ())) for e in entries), default=0)
-        products: list[tuple[str, str, str, dict[str, Any]]] = []  # sku, kind, hash, body
+        products: list[tuple[str, str, str, dict[str, Any], bool]] = []  # sku, kind, hash, body, forced
 
         def rows() -> Iterable[FeedRow]:
             for entry in entries:
                 product = entry.product
-                products.append((product.sku, product.kind.value, product.content_hash, product.body))
+                products.append((product.sku, product.kind.value, product.content_hash, product.body, entry.forced))
                 yield feed_row(product)
 
         log.info("sending %d products as feed %s", count, name)
@@ -268,7 +304,7 @@ class ProductPipeline:
             error = f"feed {name} not uploaded: {exc}"
             return {
                 sku: Outcome(sku, SyncStatus.FAILED, "Failed to Save", error=error, kind=kind)
-                for sku, kind, _, _ in products
+                for sku, kind, _, _, _ in products
             }
         now = datetime.now(UTC)
         async with self.sessionmaker() as session, session.begin():
@@ -289,9 +325,16 @@ class ProductPipeline:
         operation = f"Submitted in feed {name}"[:64]
         return {
             sku: Outcome(
-                sku, SyncStatus.SUBMITTED, operation, content_hash=digest, kind=kind, sent=body, feed_id=feed_id
+                sku,
+                SyncStatus.SUBMITTED,
+                operation,
+                content_hash=digest,
+                kind=kind,
+                sent=body,
+                feed_id=feed_id,
+                forced=forced,
             )
-            for sku, kind, digest, body in products
+            for sku, kind, digest, body, forced in products
         }
 
     # -- REST ($batch) --------------------------------------------------------------------------
@@ -312,7 +355,12 @@ class ProductPipeline:
         related = {s for e in entries for s in _related(e.product, records.get(e.product.sku))}
         async with self.sessionmaker() as session:
             records = {**await syncrecords.load(session, ENTITY, related - set(records)), **records}
-        ids = {sku: int(r.rithum_id) for sku, r in records.items() if r.rithum_id and r.status != SyncStatus.DELETED}
+        lost = {e.product.sku for e in entries if e.lost}  # their stored ID is gone from Rithum: look up by SKU
+        ids = {
+            sku: int(r.rithum_id)
+            for sku, r in records.items()
+            if r.rithum_id and r.status != SyncStatus.DELETED and sku not in lost
+        }
         wanted = {e.product.sku for e in entries} | related
         unknown = [s for s in wanted if s not in ids and s not in fed]
         if unknown:  # after a crash the product may exist though we never recorded its ID
@@ -333,6 +381,13 @@ class ProductPipeline:
                 else:
                     writes.append(_create(entry, ids))
             results = await self._send(writes)
+            # An update that meets a product Rithum no longer has (404) creates it again, once.
+            gone = [w for w in writes if not w.created and any(_gone(r) for r in results[w.entry.product.sku])]
+            for write in gone:
+                ids.pop(write.entry.product.sku, None)
+            again = [_create(w.entry, ids, lost=True) for w in gone]
+            results.update(await self._send(again))
+            writes = [w for w in writes if w not in gone] + again
             for write in writes:
                 sku = write.entry.product.sku
                 failed = next((r for r in results[sku] if not r.ok and not _benign(r)), None)
@@ -346,11 +401,12 @@ class ProductPipeline:
                 outcomes[sku] = Outcome(
                     sku,
                     SyncStatus.PROCESSED,
-                    "Inserted Externally" if write.created else "Updated Externally",
+                    _operation(write),
                     rithum_id=str(ids[sku]),
                     content_hash=write.entry.product.content_hash,
                     kind=write.entry.product.kind.value,
                     sent=write.sent,
+                    forced=write.entry.forced,
                 )
                 if write.created and T.attributes_of(write.entry.product.body):
                     created.append(write)
@@ -444,7 +500,7 @@ def _related(product: T.RithumProduct, stored: SyncRecord | None) -> set[str]:
     )
 
 
-def _create(entry: Spooled, ids: dict[str, int]) -> _Write:
+def _create(entry: Spooled, ids: dict[str, int], *, lost: bool = False) -> _Write:
     product = entry.product
     body = T.scalars(product.body)
     if product.parent_sku:
@@ -452,7 +508,7 @@ def _create(entry: Spooled, ids: dict[str, int]) -> _Write:
     if product.kind is T.Kind.BUNDLE:  # documented on create (CA's create-a-bundle example)
         body["BundleComponents"] = product.body["BundleComponents"]
     sent = {**product.body, **({"ParentProductID": body["ParentProductID"]} if product.parent_sku else {})}
-    return _Write(entry, [rb.create_product(body)], sent, True)
+    return _Write(entry, [rb.create_product(body)], sent, True, lost=lost or entry.lost)
 
 
 def _update(entry: Spooled, ids: dict[str, int], stored: SyncRecord | None, rules: T.ProductRules) -> _Write:
@@ -460,7 +516,8 @@ def _update(entry: Spooled, ids: dict[str, int], stored: SyncRecord | None, rule
     UpdateAttributes, bundle components one by one. Without a record of the last write, everything."""
     product = entry.product
     product_id = ids[product.sku]
-    last = stored.sent if stored is not None and stored.status != SyncStatus.DELETED else None
+    # A forced sync sends everything, as does one without a record of the last write.
+    last = stored.sent if stored is not None and stored.status != SyncStatus.DELETED and not entry.forced else None
     new = T.scalars(product.body)
     new.pop("Sku")
     if product.parent_sku:
@@ -485,6 +542,17 @@ def _update(entry: Spooled, ids: dict[str, int], stored: SyncRecord | None, rule
         parts.append(rb.remove_label(product_id, UNLISTED_LABEL))  # listed again
     sent = {**product.body, **({"ParentProductID": new["ParentProductID"]} if product.parent_sku else {})}
     return _Write(entry, parts, sent, False)
+
+
+def _operation(write: _Write) -> str:
+    if write.created:
+        return RECREATED if write.lost else "Inserted Externally"
+    return FORCED if write.entry.forced else "Updated Externally"
+
+
+def _gone(result: rb.BatchResult) -> bool:
+    """A 404 for the product itself (not for a label or component of it)."""
+    return result.status == 404 and result.request.path.startswith("Products(")
 
 
 def _benign(result: rb.BatchResult) -> bool:

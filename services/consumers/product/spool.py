@@ -24,6 +24,8 @@ class Spooled:
     entity: str
     current_id: str
     modified: datetime | None
+    lost: bool = False  # listed by the connector, gone from Rithum (a full job's check): created again
+    forced: bool = False  # unchanged, sent because the sync was forced
 
 
 class FeedSpool:
@@ -43,6 +45,8 @@ class FeedSpool:
             "entity": entry.entity,
             "current_id": entry.current_id,
             "modified": entry.modified.isoformat() if entry.modified else None,
+            "lost": entry.lost,
+            "forced": entry.forced,
         }
         self._file.seek(0, 2)
         self._file.write(json.dumps(row, separators=(",", ":")) + "\n")
@@ -65,7 +69,7 @@ class FeedSpool:
                 content_hash=data["content_hash"],
             )
             modified = datetime.fromisoformat(row["modified"]) if row["modified"] else None
-            yield Spooled(product, row["entity"], row["current_id"], modified)
+            yield Spooled(product, row["entity"], row["current_id"], modified, row["lost"], row["forced"])
 
     def close(self) -> None:
         self._file.close()
