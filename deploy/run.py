@@ -21,6 +21,7 @@ def main() -> int:
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env.setdefault("CONNECTOR_ENV", "sandbox")  # the stack runs on the sandboxes' credentials (the defaults)
     # The sandbox's license has no per-minute limit; a real tenant's limit comes from the environment.
     env.setdefault("ACUMATICA_REQUESTS_PER_MINUTE", "6000")
     generated = "API_TOKEN" not in env

@@ -13,6 +13,9 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+SANDBOX_ENV = "sandbox"
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8")
@@ -66,6 +69,15 @@ class Settings(BaseSettings):
     ingress_host: str = "127.0.0.1"
     ingress_port: int = 8000
     webhook_max_bytes: int = 1_000_000
+    webhook_max_records: int = Field(1000, ge=1, description="Rows each of Inserted and Deleted may hold (else 413)")
+    api_max_bytes: int = Field(2_000_000, ge=1, description="Largest request body under /api/v1 (else 413)")
+    ingress_limit_concurrency: int = Field(
+        1000, ge=1, description="Open connections or requests in progress before uvicorn answers 503"
+    )
+    ingress_keep_alive_seconds: int = Field(5, ge=1, description="An idle keep-alive connection is closed after this")
+    ingress_header_timeout_seconds: float = Field(10.0, gt=0, description="Time a client has to send request headers")
+    ingress_body_timeout_seconds: float = Field(30.0, gt=0, description="Time a client has to send a request body")
+    ingress_max_header_bytes: int = Field(65_536, ge=1024, description="Largest request line plus headers (else 431)")
 
     # Scheduler
     scheduler_tick_seconds: float = Field(1.0, gt=0, description="How often the leader looks for due schedules")
@@ -74,6 +86,9 @@ class Settings(BaseSettings):
     )
 
     # Operations
+    connector_env: str = Field(
+        "production", description=f"'{SANDBOX_ENV}' (what `make run` sets) is the only one that runs on sandbox secrets"
+    )
     log_level: str = "INFO"
     request_log_retention_days: int = 14
     request_log_excerpt_chars: int = 2000
@@ -106,3 +121,34 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def sandbox_credentials(settings: Settings) -> list[str]:
+    """The settings (as environment variables) that still hold a sandbox credential: a default of this class,
+    or RabbitMQ's `guest` account on a broker that is not on this machine."""
+    found = [
+        name.upper()
+        for name in ("webhook_secret", "acumatica_password", "rithum_shared_secret", "rithum_refresh_token")
+        if getattr(settings, name) == Settings.model_fields[name].default
+    ]
+    default_ftp = urlsplit(Settings.model_fields["rithum_ftp_url"].default.get_secret_value())
+    if urlsplit(settings.rithum_ftp_url.get_secret_value()).password == default_ftp.password:
+        found.append("RITHUM_FTP_URL (its password)")
+    amqp = urlsplit(settings.amqp_url_plain)
+    if "guest" in (amqp.username, amqp.password) and amqp.hostname not in LOCAL_HOSTS:
+        found.append("AMQP_URL (the guest account, on a broker that is not local)")
+    return found
+
+
+def refuse_sandbox_credentials(settings: Settings) -> None:
+    """Every service calls this at start (not Settings() itself, so tests that build settings are unaffected):
+    the defaults are the sandboxes' published credentials, so outside CONNECTOR_ENV=sandbox a forgotten
+    setting must stop the process rather than run a production connector on a known secret."""
+    if settings.connector_env == SANDBOX_ENV:
+        return
+    found = sandbox_credentials(settings)
+    if found:
+        raise SystemExit(
+            f"refusing to start with sandbox credentials (CONNECTOR_ENV={settings.connector_env!r}); "
+            f"set {', '.join(found)}, or CONNECTOR_ENV={SANDBOX_ENV} to run against the sandboxes"
+        )

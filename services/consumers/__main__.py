@@ -20,7 +20,7 @@ from services.consumers.product.writeback import attempts as write_back_attempts
 from shared.logging import setup_logging
 from shared.messaging.consumer import BatchConsumer, ConsumerConfig, Service, run_until_signal
 from shared.messaging.topology import kinds_of
-from shared.settings import get_settings
+from shared.settings import get_settings, refuse_sandbox_credentials
 
 CONSUMERS = {"product": ProductConsumer}
 
@@ -97,6 +97,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     queues = parse_queues(args.entity, args.queues)
+    refuse_sandbox_credentials(get_settings())
     setup_logging(get_settings().log_level, f"consumer-{args.entity}")
     if args.nice:
         os.nice(args.nice)  # listing on Rithum keeps the CPU when both want it; the write-back only trails

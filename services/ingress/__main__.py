@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from services.ingress.app import create_app
+from services.ingress.server import serve
 from shared.logging import setup_logging
-from shared.settings import get_settings
+from shared.settings import get_settings, refuse_sandbox_credentials
 
 
 def main() -> None:
     settings = get_settings()
+    refuse_sandbox_credentials(settings)
     setup_logging(settings.log_level, "ingress")
-    uvicorn.run(
-        create_app(settings),
-        host=settings.ingress_host,
-        port=settings.ingress_port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    serve(create_app(settings), settings)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -11,10 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select
 
 from services.ingress.auth import require_api_token
+from services.ingress.guards import BIGINT_MAX, INT_MAX, JobId, Limit, Offset, Timestamp
 from services.ingress.queues import queue_stats
 from services.ingress.runtime import Runtime
 from shared import siteconfig
-from shared.db.models import RequestLogRow, SyncJob, SyncMode
+from shared.db.models import OutboxMessage, RequestLogRow, SyncJob, SyncMode
 from shared.jobs import JobRequestError, create_job, job_view
 from shared.messaging.topology import ENTITIES
 
@@ -35,8 +35,8 @@ def known_entity(entity: str) -> str:
 class SyncRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     mode: SyncMode
-    window_from: datetime | None = Field(None, alias="from")
-    window_to: datetime | None = Field(None, alias="to")
+    window_from: Timestamp | None = Field(None, alias="from")
+    window_to: Timestamp | None = Field(None, alias="to")
 
 
 @router.post("/sync/{entity}", status_code=status.HTTP_202_ACCEPTED)
@@ -63,7 +63,7 @@ async def list_jobs(
     entity: str | None = None,
     status_: Annotated[str | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     query = select(SyncJob)
     if entity:
@@ -77,7 +77,7 @@ async def list_jobs(
 
 
 @router.get("/jobs/{job_id}")
-async def get_job(job_id: int, request: Request) -> dict[str, Any]:
+async def get_job(job_id: JobId, request: Request) -> dict[str, Any]:
     async with runtime_of(request).sessionmaker() as session:
         job = await session.get(SyncJob, job_id)
     if job is None:
@@ -97,6 +97,9 @@ async def put_config(changes: dict[str, Any], request: Request) -> siteconfig.Si
     unknown = set(changes) - set(siteconfig.SiteConfigModel.model_fields)
     if unknown:
         raise HTTPException(422, f"unknown configuration fields: {sorted(unknown)}")
+    too_big = sorted(name for name, value in changes.items() if isinstance(value, int) and abs(value) > INT_MAX)
+    if too_big:  # the numeric fields are Integer columns
+        raise HTTPException(422, f"{', '.join(too_big)}: at most {INT_MAX}")
     try:
         async with runtime_of(request).sessionmaker() as session, session.begin():
             return await siteconfig.update(session, changes)
@@ -116,13 +119,13 @@ async def request_logs(
     system: str | None = None,
     entity: str | None = None,
     record_key: str | None = None,
-    job_id: int | None = None,
-    status_: Annotated[int | None, Query(alias="status")] = None,
+    job_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
+    status_: Annotated[int | None, Query(alias="status", ge=0, le=INT_MAX)] = None,
     errors_only: bool = False,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    since: Timestamp | None = None,
+    until: Timestamp | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     query = select(RequestLogRow)
     filters = {
@@ -145,3 +148,45 @@ async def request_logs(
         rows = (await session.scalars(query.order_by(RequestLogRow.id.desc()).limit(limit).offset(offset))).all()
     columns = [c.key for c in RequestLogRow.__table__.columns]
     return {"items": [{c: getattr(r, c) for c in columns} for r in rows], "limit": limit, "offset": offset}
+
+
+@router.get("/outbox")
+async def list_outbox(
+    request: Request,
+    state: Annotated[
+        Literal["pending", "set_aside"] | None,
+        Query(description="pending: still to be published; set_aside: given up on (see `last_error`)"),
+    ] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """Outbox rows, oldest first: what waits for the broker, and what the relay set aside because the broker
+    refused it or it broke the connection (such a row is no longer retried)."""
+    query = select(OutboxMessage)
+    if state is not None:
+        aside = OutboxMessage.set_aside_at.is_not(None)
+        query = query.where(aside if state == "set_aside" else ~aside)
+    async with runtime_of(request).sessionmaker() as session:
+        total = await session.scalar(select(func.count()).select_from(query.subquery()))
+        rows = (await session.scalars(query.order_by(OutboxMessage.id).limit(limit).offset(offset))).all()
+    return {"total": total, "items": [outbox_view(r) for r in rows], "limit": limit, "offset": offset}
+
+
+def outbox_view(row: OutboxMessage) -> dict[str, Any]:
+    envelope = row.envelope
+    key = envelope.get("key")
+    return {
+        "id": row.id,
+        "message_id": row.message_id,
+        "state": "set_aside" if row.set_aside_at else "pending",
+        "entity": envelope.get("entity"),
+        "kind": envelope.get("kind"),
+        "op": envelope.get("op"),
+        "key": key[:200] if isinstance(key, str) else key,  # a refused key may be huge
+        "attempts": row.attempts,
+        "failures": row.failures,
+        "last_error": row.last_error,
+        "available_at": row.available_at,
+        "set_aside_at": row.set_aside_at,
+        "created_at": row.created_at,
+    }

@@ -14,16 +14,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.ingress import api, entities, schedules, webhooks
-from services.ingress.runtime import Runtime
+from services.ingress.guards import ApiGuard
+from services.ingress.runtime import LastKnownConfig, Runtime
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.messaging.publisher import Publisher, PublishError
 from shared.messaging.topology import Topology
 from shared.outbox import OutboxRelay, start_publisher
 from shared.settings import Settings, get_settings
-from shared.siteconfig import SiteConfigCache
 
 log = logging.getLogger("connector.ingress")
 
@@ -41,12 +43,25 @@ async def build_runtime(settings: Settings) -> Runtime:
         topology=topology,
         publisher=publisher,
         relay=relay,
-        config=SiteConfigCache(sessionmaker),
+        config=LastKnownConfig(sessionmaker),
     )
+    await runtime.config.get()  # read before serving; the built-in defaults if the database is down
     with contextlib.suppress(PublishError):
         await publisher.start()  # serve webhooks straight away when the broker is up
     runtime.tasks.append(asyncio.create_task(start_publisher(publisher, relay), name="publisher"))
     return runtime
+
+
+async def dependencies(runtime: Runtime) -> dict[str, Any]:
+    checks: dict[str, Any] = {}
+    try:
+        async with asyncio.timeout(3), runtime.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+    checks["broker"] = "ok" if runtime.publisher.is_connected else "unavailable"
+    return {**checks, "degraded": [name for name, state in checks.items() if state != "ok"]}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -67,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Webhook ingress and trigger API of the connector.",
     )
+    app.add_middleware(ApiGuard, prefix="/api/v1", settings=settings)
     app.include_router(webhooks.router)
     app.include_router(api.router)
     app.include_router(schedules.router)
@@ -81,23 +97,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         details = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
         return JSONResponse({"error": "invalid request", "details": details}, status_code=422)
 
+    @app.exception_handler(OSError)
+    @app.exception_handler(TimeoutError)
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(DBAPIError)
+    async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        """The API needs the database; while it is unreachable (no connection, or it dropped) the answer is
+        "retry later", not a 500. Other database errors stay 500s: they are bugs."""
+        if isinstance(exc, DBAPIError) and not exc.connection_invalidated:
+            raise exc
+        log.warning("API request failed: database unavailable (%s)", type(exc).__name__)
+        return JSONResponse({"error": "database unavailable; retry later"}, status_code=503)
+
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["ops"])
     async def readyz(request: Request) -> JSONResponse:
-        runtime: Runtime = request.app.state.runtime
-        checks: dict[str, Any] = {}
-        try:
-            async with runtime.engine.connect() as conn:
-                await asyncio.wait_for(conn.execute(text("SELECT 1")), 3)
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"unavailable: {type(exc).__name__}"
-        checks["broker"] = "ok" if runtime.publisher.is_connected else "unavailable"
-        ready = all(v == "ok" for v in checks.values())
-        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+        """Ready while a webhook can be accepted: the broker takes it, or else the outbox (the database) does.
+        Taking the ingress out of service when only the broker is down would refuse what it should buffer."""
+        body = await dependencies(request.app.state.runtime)
+        ready = "ok" in (body["database"], body["broker"])
+        return JSONResponse({"ready": ready, **body}, status_code=200 if ready else 503)
+
+    @app.get("/healthz/dependencies", tags=["ops"])
+    async def dependency_health(request: Request) -> JSONResponse:
+        """503 while any dependency is degraded, naming it (for alerting; readiness is `/readyz`)."""
+        body = await dependencies(request.app.state.runtime)
+        return JSONResponse(body, status_code=503 if body["degraded"] else 200)
 
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> Response:

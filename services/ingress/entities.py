@@ -19,6 +19,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from services.ingress.auth import require_api_token
+from services.ingress.guards import Limit, Offset, Timestamp
 from services.ingress.runtime import Runtime
 from shared import syncrecords
 from shared.acumatica import filters as F
@@ -227,10 +228,10 @@ async def list_records(
         ),
     ] = None,
     status_: Annotated[str | None, Query(alias="status")] = None,
-    since: Annotated[datetime | None, Query(alias="from")] = None,
-    until: Annotated[datetime | None, Query(alias="to")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    since: Annotated[Timestamp | None, Query(alias="from")] = None,
+    until: Annotated[Timestamp | None, Query(alias="to")] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> dict[str, Any] | JSONResponse:
     """The batch screen. Live (product): what Acumatica changed in [from, to), with the connector's sync
     state, so an item whose push notification was lost is listed too; `total` is null (no `$count`)."""
@@ -309,8 +310,8 @@ class ProcessAll(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     source: Source | None = None
     status: SyncStatus | None = None
-    since: datetime | None = Field(None, alias="from")
-    until: datetime | None = Field(None, alias="to")
+    since: Timestamp | None = Field(None, alias="from")
+    until: Timestamp | None = Field(None, alias="to")
 
 
 async def _job_for_keys(request: Request, entity: str, keys: list[str]) -> dict[str, Any]:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared import siteconfig
 from shared.acumatica.client import AcumaticaClient
 from shared.db.requestlog_sink import DatabaseSink
 from shared.messaging.publisher import Publisher
@@ -16,7 +19,9 @@ from shared.messaging.topology import Topology
 from shared.outbox import OutboxRelay
 from shared.requestlog import RequestLog
 from shared.settings import Settings
-from shared.siteconfig import SiteConfigCache
+
+log = logging.getLogger("connector.ingress")
+DEFAULT_CONFIG = siteconfig.SiteConfigModel()
 
 
 class RecentIds:
@@ -36,6 +41,45 @@ class RecentIds:
             self._ids.popitem(last=False)
 
 
+class LastKnownConfig:
+    """The site configuration for the webhook path, which must not fail with the database: it is re-read
+    at most every `ttl` seconds by one request at a time (the others go on with the value in hand), and
+    when PostgreSQL does not answer within `timeout` the last value read stays in use (the built-in
+    defaults if none was ever read), so webhooks are still accepted while the broker is up."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], ttl: float = 2.0, timeout: float = 2.0) -> None:
+        self._sessionmaker = sessionmaker
+        self._ttl = ttl
+        self._timeout = timeout
+        self._value: siteconfig.SiteConfigModel | None = None
+        self._due = 0.0
+        self._failing = False
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> siteconfig.SiteConfigModel:
+        # Only a process that never read it waits for a read in progress (not to answer from the defaults).
+        if time.monotonic() >= self._due and not (self._lock.locked() and self._value is not None):
+            async with self._lock:
+                if time.monotonic() >= self._due:
+                    await self._read()
+        return self._value or DEFAULT_CONFIG
+
+    async def _read(self) -> None:
+        try:
+            async with asyncio.timeout(self._timeout), self._sessionmaker() as session:
+                self._value = await siteconfig.load(session)
+        except Exception as exc:
+            if not self._failing:
+                fallback = "the last one read" if self._value else "the built-in defaults"
+                log.warning("site configuration not readable (%s: %s); using %s", type(exc).__name__, exc, fallback)
+            self._failing = True
+        else:
+            if self._failing:
+                log.info("site configuration readable again")
+            self._failing = False
+        self._due = time.monotonic() + self._ttl
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -44,7 +88,7 @@ class Runtime:
     topology: Topology
     publisher: Publisher
     relay: OutboxRelay
-    config: SiteConfigCache
+    config: LastKnownConfig
     recent: RecentIds = field(default_factory=RecentIds)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     request_log: RequestLog | None = None

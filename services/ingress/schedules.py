@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingress.api import runtime_of
 from services.ingress.auth import require_api_token
+from services.ingress.guards import ScheduleId
 from shared.db.models import Schedule
 from shared.messaging.topology import ENTITIES
 from shared.schedules import (
@@ -114,7 +115,7 @@ async def create_schedule(body: ScheduleIn, request: Request) -> dict[str, Any]:
 
 
 @router.get("/{schedule_id}")
-async def get_schedule(schedule_id: int, request: Request) -> dict[str, Any]:
+async def get_schedule(schedule_id: ScheduleId, request: Request) -> dict[str, Any]:
     async with runtime_of(request).sessionmaker() as session:
         schedule = await session.get(Schedule, schedule_id)
     if schedule is None:
@@ -132,18 +133,18 @@ async def update_schedule(schedule_id: int, changes: dict[str, Any], request: Re
 
 
 @router.put("/{schedule_id}")
-async def replace_schedule(schedule_id: int, body: ScheduleIn, request: Request) -> dict[str, Any]:
+async def replace_schedule(schedule_id: ScheduleId, body: ScheduleIn, request: Request) -> dict[str, Any]:
     return await update_schedule(schedule_id, body.model_dump(), request)
 
 
 @router.patch("/{schedule_id}")
-async def patch_schedule(schedule_id: int, body: SchedulePatch, request: Request) -> dict[str, Any]:
+async def patch_schedule(schedule_id: ScheduleId, body: SchedulePatch, request: Request) -> dict[str, Any]:
     """Changing `cron` or `active` recomputes `next_run_at` (null while inactive)."""
     return await update_schedule(schedule_id, body.model_dump(exclude_unset=True), request)
 
 
 @router.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_schedule(schedule_id: int, request: Request) -> Response:
+async def delete_schedule(schedule_id: ScheduleId, request: Request) -> Response:
     """Jobs it started stay; their `schedule_id` becomes null."""
     async with runtime_of(request).sessionmaker() as session, session.begin():
         await session.delete(await locked_schedule(session, schedule_id))
@@ -151,7 +152,7 @@ async def delete_schedule(schedule_id: int, request: Request) -> Response:
 
 
 @router.post("/{schedule_id}/run", status_code=status.HTTP_202_ACCEPTED)
-async def run_schedule(schedule_id: int, request: Request) -> dict[str, Any]:
+async def run_schedule(schedule_id: ScheduleId, request: Request) -> dict[str, Any]:
     """Start the schedule's job now (also when inactive); its regular next run stays as planned."""
     runtime = runtime_of(request)
     async with runtime.sessionmaker() as session, session.begin():

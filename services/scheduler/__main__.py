@@ -7,7 +7,7 @@ import signal
 
 from services.scheduler.service import Scheduler
 from shared.logging import setup_logging
-from shared.settings import get_settings
+from shared.settings import get_settings, refuse_sandbox_credentials
 
 
 async def serve() -> None:
@@ -20,6 +20,7 @@ async def serve() -> None:
 
 def main() -> None:
     settings = get_settings()
+    refuse_sandbox_credentials(settings)
     setup_logging(settings.log_level, "scheduler")
     asyncio.run(serve())
 

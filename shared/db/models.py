@@ -221,6 +221,9 @@ class OutboxMessage(Base):
     message_id: Mapped[str] = mapped_column(String(64), unique=True)
     envelope: Mapped[dict[str, Any]] = mapped_column(JSONB)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Failed publishes this row is to blame for (refused, or the connection broke with it in flight).
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
     available_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+    set_aside_at: Mapped[datetime | None]  # the relay no longer tries it; listed by GET /api/v1/outbox
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -12,12 +12,17 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from shared.messaging.topology import ENTITIES, Kind, kinds_of
 
 ENVELOPE_VERSION = 1
 _OP = re.compile(r"^[a-z][a-z0-9_]*$")
+# What travels outside the body is bounded: message and correlation IDs are AMQP short strings (255 bytes),
+# the key and source become headers, and RabbitMQ closes the whole connection over a header frame larger
+# than its frame size (128 KiB), failing every publish in flight on it.
+SHORT_STRING_BYTES = 255
+HEADER_VALUE_BYTES = 512
 
 
 class EnvelopeError(ValueError):
@@ -32,7 +37,7 @@ class Envelope(BaseModel):
     correlation_id: str | None = Field(default=None, max_length=255)
     entity: str
     kind: Kind
-    op: str = Field(description='e.g. "upsert", "delete", "run"; one routing-key word')
+    op: str = Field(max_length=64, description='e.g. "upsert", "delete", "run"; one routing-key word')
     key: str | None = None
     source: str = Field(min_length=1, description='e.g. "acumatica.push", "api", "scheduler", "job"')
     occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
@@ -59,6 +64,14 @@ class Envelope(BaseModel):
         # The op becomes the last word of a topic routing key: no dots or wildcards.
         if not _OP.match(value):
             raise ValueError(f"op {value!r} must be lower-case letters, digits or '_', starting with a letter")
+        return value
+
+    @field_validator("message_id", "correlation_id", "key", "source")
+    @classmethod
+    def _small(cls, value: str | None, info: ValidationInfo) -> str | None:
+        limit = SHORT_STRING_BYTES if info.field_name in ("message_id", "correlation_id") else HEADER_VALUE_BYTES
+        if value is not None and len(value.encode()) > limit:
+            raise ValueError(f"longer than {limit} bytes (UTF-8)")
         return value
 
     @field_validator("occurred_at")

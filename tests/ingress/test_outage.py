@@ -106,8 +106,10 @@ class Stream:
 
 
 async def shared_ingress_reconnected(ingress: Ingress) -> None:
-    """Later tests expect the shared ingress to publish directly again, not through the outbox."""
-    await asyncio.to_thread(wait_http, f"{ingress.url}/readyz", 30.0)
+    """Later tests expect the shared ingress to publish directly again, not through the outbox.
+
+    `/readyz` is 200 while the outbox can take webhooks; `/healthz/dependencies` only once both are up."""
+    await asyncio.to_thread(wait_http, f"{ingress.url}/healthz/dependencies", 30.0)
     assert (await asyncio.to_thread(httpx.get, f"{ingress.url}/readyz")).json()["broker"] == "ok"
 
 

@@ -42,8 +42,10 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = N
 def service(
     args: Sequence[str], health_url: str | None = None, env: dict[str, str] | None = None, timeout: float = 30.0
 ) -> Iterator[subprocess.Popen]:
-    """Run `python -m <args>` from the repo root; wait for `health_url`; terminate on exit."""
-    full_env = {**os.environ, **(env or {})}
+    """Run `python -m <args>` from the repo root; wait for `health_url`; terminate on exit.
+
+    CONNECTOR_ENV=sandbox unless `env` says otherwise: tests run on the sandboxes' credentials."""
+    full_env = {**os.environ, "CONNECTOR_ENV": "sandbox", **(env or {})}
     proc = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=full_env, start_new_session=True)
     try:
         if health_url:

@@ -59,6 +59,7 @@ class Stack:
         """
         acu_port, rit_port, ftp_port, ingress_port = free_port(), free_port(), free_port(), free_port()
         env = {
+            "CONNECTOR_ENV": "sandbox",  # spawn() starts processes with this environment too
             "DATABASE_URL": database_url,
             "AMQP_PREFIX": amqp_prefix,
             "INGRESS_PORT": str(ingress_port),
