@@ -170,7 +170,7 @@ class OutboxRelay:
         values: dict[str, object] = {"attempts": row.attempts + 1, "failures": failures}
         if failure.fatal or failures > self._max_failures:
             values["set_aside_at"] = datetime.now(UTC)
-            values["last_error"] = f"set aside after {failures} failed publishes: {failure.reason}"[:2000]
+            values["last_error"] = f"set aside after failure {failures}: {failure.reason}"[:2000]
             log.error("outbox: message %s set aside: %s", row.message_id, values["last_error"])
         else:
             delay = min(self._max_backoff, 2 ** min(row.attempts, 10))
