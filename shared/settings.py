@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, PositiveFloat, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SANDBOX_ENV = "sandbox"
@@ -92,6 +92,21 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     request_log_retention_days: int = 14
     request_log_excerpt_chars: int = 2000
+    # Reliability
+    outage_retry_delays: list[PositiveFloat] = Field(
+        [60, 300, 900, 1800, 3600],
+        min_length=1,
+        description="Seconds between retries of a record whose target is down (the last repeats); no attempt is spent",
+    )
+    outage_max_hours: float = Field(24.0, gt=0, description="How long a record waits out a target outage, then the DLQ")
+    circuit_failures: int = Field(5, ge=1, description="Consecutive failures (transport, 5xx) that open a circuit")
+    circuit_window_seconds: float = Field(30.0, gt=0, description="...when they fall within this many seconds")
+    circuit_open_seconds: float = Field(30.0, gt=0, description="First cool-down of an open circuit (doubles)")
+    circuit_open_max_seconds: float = Field(300.0, gt=0, description="Longest cool-down of an open circuit")
+    metrics_host: str = Field(
+        "127.0.0.1", description="Where consumers and the scheduler serve /metrics and /healthz (--metrics-port)"
+    )
+
 
     @property
     def database_url_plain(self) -> str:

@@ -3,7 +3,8 @@
 By default one process serves every queue of the entity. The product's CA Product ID write-back
 (one Acumatica PUT per new product) can run in a process of its own (`--queues writeback`, with
 `--queues records,jobs` for the other), so it does not hold up listing; `--nice 10`, as the Procfile
-runs it, also leaves the CPU to listing where both share a host.
+runs it, also leaves the CPU to listing where both share a host. `--metrics-port` serves /metrics and
+/healthz (whether every consumer of the process is connected) on a port of the process's own.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from services.consumers.product.writeback import attempts as write_back_attempts
 from shared.logging import setup_logging
 from shared.messaging.consumer import BatchConsumer, ConsumerConfig, Service, run_until_signal
 from shared.messaging.topology import kinds_of
+from shared.metrics import MetricsServer
 from shared.settings import get_settings, refuse_sandbox_credentials
 
 CONSUMERS = {"product": ProductConsumer}
@@ -28,7 +30,7 @@ CONSUMERS = {"product": ProductConsumer}
 WRITE_BACK_MESSAGES = 4  # in hand at once, each with up to 200 items
 
 
-async def serve(entity: str, queues: list[str]) -> None:
+async def serve(entity: str, queues: list[str], metrics_port: int | None = None) -> None:
     settings = get_settings()
     ctx = await ConsumerContext.build(settings, f"consumer-{entity}")
     consumer = CONSUMERS[entity](ctx)
@@ -66,6 +68,12 @@ async def serve(entity: str, queues: list[str]) -> None:
         for kind in queues
     ]
     services: list[Service] = list(consumers)
+    if metrics_port is not None:
+
+        def connected() -> dict[str, bool]:
+            return {c.name: c.connected for c in consumers}
+
+        services.append(MetricsServer(metrics_port, connected, host=settings.metrics_host))
     if "jobs" in queues and hasattr(consumer, "reconciler_task"):  # confirms feed files at Rithum's pace
         services.append(consumer.reconciler_task())
     try:
@@ -95,6 +103,7 @@ def main() -> int:
         metavar="0-19",
         help="lower this process's CPU priority by N (background work such as the write-back, on a shared host)",
     )
+    parser.add_argument("--metrics-port", type=int, help="serve /metrics and /healthz on this port (default: none)")
     args = parser.parse_args()
     queues = parse_queues(args.entity, args.queues)
     refuse_sandbox_credentials(get_settings())
@@ -102,7 +111,7 @@ def main() -> int:
     if args.nice:
         os.nice(args.nice)  # listing on Rithum keeps the CPU when both want it; the write-back only trails
         logging.getLogger("connector.consumers").info("CPU priority lowered by %d (nice)", args.nice)
-    asyncio.run(serve(args.entity, queues))
+    asyncio.run(serve(args.entity, queues, args.metrics_port))
     return 0
 
 

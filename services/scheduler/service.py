@@ -35,6 +35,12 @@ class Scheduler:
         self._relay = OutboxRelay(self._sessionmaker, self._publisher)
         self._lock = LeaderLock(settings.database_url_plain, name=connection_name("scheduler"))
         self._standing_by = False
+        self._database_reached = False
+
+    def health(self) -> dict[str, bool]:
+        """For /healthz: the last round reached the database (to lead or stand by), the publisher is connected
+        (without it, due runs wait in the outbox)."""
+        return {"database": self._database_reached, "broker": self._publisher.is_connected}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; then release the lock so a standby takes over at once.
@@ -60,6 +66,7 @@ class Scheduler:
         if not self._lock.held and not await self._try_to_lead():
             return self._settings.scheduler_standby_seconds
         if not await self._lock.confirm():
+            self._database_reached = False
             log.warning("no longer the scheduler leader; standing by")
             return self._settings.scheduler_standby_seconds
         try:
@@ -79,7 +86,9 @@ class Scheduler:
         except Exception as exc:
             log.warning("cannot reach the database for leader election (%s: %s)", type(exc).__name__, exc)
             await self._lock.release()
+            self._database_reached = False
             return False
+        self._database_reached = True
         if leading:
             log.info("this process is now the scheduler leader")
             self._standing_by = False

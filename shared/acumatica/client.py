@@ -4,7 +4,9 @@ Limits, retries (429 with Retry-After, 5xx, transport errors) and the request lo
 `OutboundHTTP`; this class adds what is Acumatica-specific: signing in (cookie session or OAuth 2.0
 resource-owner tokens), signing in again once when a session expired (401), signing out on close,
 value-wrapped JSON, `$top/$skip` paging, upserts with If-Match/If-None-Match, and actions that
-answer 202 and are polled until done. Failures raise the typed errors of `errors.py`.
+answer 202 and are polled until done (only on the configured host: a `Location` elsewhere is refused,
+never sent the session). Failures raise the typed errors of `errors.py`; after repeated failures the
+circuit breaker makes calls fail fast with `AcumaticaTargetUnavailable` (status 503).
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from urllib.parse import quote, urljoin
 
 import httpx
 
-from shared.acumatica.errors import AcumaticaError, AuthError, error_from_response
+from shared.acumatica.errors import AcumaticaError, AcumaticaTargetUnavailable, AuthError, error_from_response
 from shared.acumatica.filters import Filter
 from shared.acumatica.models import AcumaticaModel
 from shared.acumatica.values import unwrap, wrap
-from shared.outbound import OutboundHTTP
+from shared.outbound import CircuitBreaker, OutboundHTTP, TargetUnavailable
 from shared.requestlog import RequestLog
 from shared.settings import Settings, get_settings
 
@@ -65,6 +67,7 @@ class AcumaticaClient:
             secrets=settings.secret_values(),
             headers={"Accept": "application/json"},
             transport=transport,
+            breaker=CircuitBreaker.from_settings("acumatica", settings, AcumaticaTargetUnavailable),
         )
         self.page_size = settings.acumatica_page_size
         self.poll_interval = poll_interval
@@ -92,7 +95,7 @@ class AcumaticaClient:
         try:
             if self._signed_in:
                 await self.http.request("POST", "/entity/auth/logout", headers=self._auth_headers(), idempotent=False)
-        except httpx.HTTPError:
+        except (httpx.HTTPError, TargetUnavailable):
             pass  # the session will expire on its own
         finally:
             self._signed_in = False
@@ -302,10 +305,14 @@ class AcumaticaClient:
             location = response.headers.get("Location")
             if not location:
                 raise AcumaticaError(202, f"{action} answered 202 without a Location to poll")
+            url = urljoin(str(response.request.url), location)
+            if self.http.foreign(url):
+                message = f"{action} answered 202 with a Location on another host, not polled: {location}"
+                raise AcumaticaError(202, f"{message} (only {self.http.origin} gets the session)", url=location)
             if time.monotonic() > deadline:
                 raise AcumaticaError(202, f"{action} still running after {timeout:.0f}s", url=location)
             await asyncio.sleep(self.poll_interval)
-            response = await self._call("GET", urljoin(str(response.request.url), location), idempotent=False)
+            response = await self._call("GET", url, idempotent=False)
 
     async def endpoints(self) -> dict[str, Any]:
         """`GET /entity`: the build version and endpoints (needs no session)."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import httpx
 
 from shared.acumatica.values import field_errors, unwrap
+from shared.outbound import TargetUnavailable, unavailable_message
 
 
 class AcumaticaError(Exception):
@@ -48,6 +50,16 @@ class ValidationError(AcumaticaError):
 
 class LicenseLimit(AcumaticaError):
     """429 that persisted through every retry: the license's request limits are exhausted."""
+
+
+class AcumaticaTargetUnavailable(AcumaticaError, TargetUnavailable):
+    """Not sent: Acumatica's circuit is open after repeated failures; status 503, like the answers that opened it."""
+
+    def __init__(self, target: str, until: datetime) -> None:
+        super().__init__(503, unavailable_message(target, until))
+        self.args = (f"Acumatica unavailable: {self.message}",)  # no method or URL: nothing was sent
+        self.target = target
+        self.until = until
 
 
 _BY_STATUS: dict[int, type[AcumaticaError]] = {

@@ -8,6 +8,11 @@ Guarantees, in order of importance:
   or in the entity's DLQ with the reason (DeadLetter, exhausted retries, or a body that is not a valid
   envelope). If that re-publish fails, the delivery is requeued; the quorum queue's delivery limit
   stops it looping for ever.
+- One bad record never sinks its batch: when the handler raises for several deliveries, it is run again
+  on halves of the batch, down to single deliveries, so the good ones complete and only a delivery whose
+  own call raises is retried, with the exception named.
+- A target outage is not the record's fault: `Retry(outage=True)` (or a handler raising
+  `TargetUnavailable`) waits on a schedule of its own spanning hours and spends none of `max_attempts`.
 - Recovery is owned here rather than left to aio-pika's RobustConnection, whose consumer restore has
   known gaps: each "session" is one plain connection with its own channels; any loss (connection or
   channel closed, consumer cancelled by the broker) ends the session, and a new one is made with
@@ -29,6 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import aio_pika
@@ -40,6 +46,7 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
 )
+from prometheus_client import Counter as MetricCounter
 
 from shared.messaging import metrics
 from shared.messaging.batching import MicroBatcher
@@ -47,11 +54,28 @@ from shared.messaging.connection import connect
 from shared.messaging.envelope import Envelope, EnvelopeError
 from shared.messaging.publisher import CONFIRM_TIMEOUT_SECONDS, PublishError, send_confirmed
 from shared.messaging.topology import RETRY_DELAYS, Topology, delay_ms
+from shared.outbound import TargetUnavailable
+from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 REASON_MAX_CHARS = 1000
 _CHANNEL_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError)
+# Broker or network trouble raised through a handler: no part of the batch would fare better alone.
+_CONNECTION_ERRORS = (
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    PublishError,
+    ConnectionError,
+)
+OUTAGE_RETRIES_HEADER = "x-outage-retries"
+OUTAGE_SINCE_HEADER = "x-outage-since"
+
+HANDLER_ERRORS = MetricCounter(
+    "messaging_handler_errors_total",
+    "Handler calls that raised (the batch is then handled in halves, or retried whole on connection errors)",
+    ["entity", "queue"],
+)
 
 
 @dataclass(frozen=True)
@@ -88,6 +112,29 @@ class ConsumerConfig:
         return min(self.batch_size, self.prefetch)
 
 
+@dataclass(frozen=True)
+class OutageSchedule:
+    """How records wait out a target outage: `delays` between outage retries (the last repeats), and
+    how long an outage may last (`max_seconds`, from the first outage retry) before the record is
+    dead-lettered. Outage retries leave the envelope's `attempt` alone."""
+
+    delays: tuple[float, ...]
+    max_seconds: float
+
+    def __post_init__(self) -> None:
+        if not self.delays or self.max_seconds <= 0:
+            raise ValueError(f"invalid outage schedule {self}: needs a delay and a positive maximum")
+        for delay in self.delays:
+            delay_ms(delay)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OutageSchedule:
+        return cls(tuple(settings.outage_retry_delays), settings.outage_max_hours * 3600)
+
+    def delay(self, retry: int) -> float:
+        return self.delays[min(retry, len(self.delays)) - 1]
+
+
 @dataclass(frozen=True, slots=True)
 class Ack:
     pass
@@ -96,10 +143,13 @@ class Ack:
 @dataclass(frozen=True, slots=True)
 class Retry:
     """Try the message again after the next delay tier; `payload`, when given, replaces the
-    envelope's payload, so a message carrying many parts retries only the parts still to do."""
+    envelope's payload, so a message carrying many parts retries only the parts still to do.
+    `outage=True`: the target system is down, not the record wrong; the outage schedule applies
+    and the record's attempts are not spent."""
 
     reason: str
     payload: dict[str, Any] | None = None
+    outage: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +226,9 @@ class BatchConsumer:
         config_poll_seconds: float = 2.0,
         confirm_timeout: float = CONFIRM_TIMEOUT_SECONDS,
         max_backoff: float = 10.0,
+        outage: OutageSchedule | None = None,
     ) -> None:
+        """`outage`: the schedule of `Retry(outage=True)`; by default OUTAGE_RETRY_DELAYS / OUTAGE_MAX_HOURS."""
         self.entity, self.kind = topology.parse_queue(queue_name)
         self.topology = topology
         self.queue_name = queue_name
@@ -187,6 +239,7 @@ class BatchConsumer:
         self.config_poll_seconds = config_poll_seconds
         self.confirm_timeout = confirm_timeout
         self.max_backoff = max_backoff
+        self.outage = outage or OutageSchedule.from_settings(get_settings())
         self._config: ConsumerConfig | None = None
         self._pending: ConsumerConfig | None = None
         self._session: _Session | None = None
@@ -197,8 +250,9 @@ class BatchConsumer:
         labels = {"entity": self.entity, "queue": queue_name}
         self._handled = {
             outcome: metrics.MESSAGES_HANDLED.labels(**labels, outcome=outcome)
-            for outcome in ("ack", "retry", "dead_letter", "requeued")
+            for outcome in ("ack", "retry", "outage_retry", "dead_letter", "requeued")
         }
+        self._handler_errors = HANDLER_ERRORS.labels(**labels)
         self._batch_size = metrics.BATCH_SIZE.labels(**labels)
         self._handler_seconds = metrics.HANDLER_SECONDS.labels(**labels)
         self._restarts = metrics.CONSUMER_RESTARTS.labels(**labels)
@@ -207,6 +261,12 @@ class BatchConsumer:
     def config(self) -> ConsumerConfig | None:
         """The configuration in force (None before `run` fetched the first one)."""
         return self._config
+
+    @property
+    def connected(self) -> bool:
+        """Consuming right now: a session is open and nothing has ended it (for /healthz)."""
+        session = self._session
+        return session is not None and session.consuming and session.lost is None
 
     # Lifecycle ---------------------------------------------------------------------------------
 
@@ -318,9 +378,11 @@ class BatchConsumer:
         return self._config
 
     async def _declare_tiers(self, channel: AbstractChannel, config: ConsumerConfig) -> None:
-        extra = [d for d in config.retry_delays if delay_ms(d) not in map(delay_ms, self.topology.retry_delays)]
+        """Tiers of the configured and the outage delays that the topology does not declare itself."""
+        known = {delay_ms(d) for d in self.topology.retry_delays}
+        extra = {delay_ms(d): d for d in (*config.retry_delays, *self.outage.delays) if delay_ms(d) not in known}
         if extra:
-            await self.topology.declare_retry_tiers(channel, self.entity, self.kind, extra)
+            await self.topology.declare_retry_tiers(channel, self.entity, self.kind, extra.values())
 
     # Configuration -----------------------------------------------------------------------------
 
@@ -362,51 +424,108 @@ class BatchConsumer:
                 deliveries.append(Delivery(Envelope.from_bytes(message.body), message))
             except EnvelopeError as exc:
                 invalid.append((message, str(exc)))
-        outcomes = await self._handle(deliveries) if deliveries else []
+        outcomes = await self._handle(session, deliveries) if deliveries else []
 
         config = self._current_config()
-        plans: list[tuple[AbstractIncomingMessage, str, tuple[str, aio_pika.Message] | None]] = []
-        for delivery, outcome in zip(deliveries, outcomes, strict=True):
-            if isinstance(outcome, Ack):
-                plans.append((delivery.raw, "ack", None))
-            elif isinstance(outcome, Retry) and delivery.attempt + 1 < config.max_attempts:
-                plans.append((delivery.raw, "retry", self._retry_message(delivery, outcome, config)))
-            elif isinstance(outcome, Retry):
-                reason = f"gave up after {delivery.attempt + 1} attempts: {outcome.reason}"
-                plans.append((delivery.raw, "dead_letter", self._dead_letter_message(delivery.raw, reason)))
-            else:
-                plans.append((delivery.raw, "dead_letter", self._dead_letter_message(delivery.raw, outcome.reason)))
+        plans: list[tuple[AbstractIncomingMessage, str, tuple[str, aio_pika.Message] | None]] = [
+            (delivery.raw, *self._plan(delivery, outcome, config))
+            for delivery, outcome in zip(deliveries, outcomes, strict=True)
+        ]
         for message, reason in invalid:
             plans.append((message, "dead_letter", self._dead_letter_message(message, reason)))
         await self._settle(session, plans)
 
-    async def _handle(self, deliveries: list[Delivery]) -> list[Outcome]:
-        """The handler's outcomes; any failure of the handler means Retry for the whole batch."""
+    async def _handle(self, session: _Session, deliveries: list[Delivery]) -> list[Outcome]:
         started = time.perf_counter()
         try:
-            outcomes = list(await self._handler(deliveries))
-            if len(outcomes) != len(deliveries):
-                raise TypeError(f"handler returned {len(outcomes)} outcomes for {len(deliveries)} deliveries")
-            for outcome in outcomes:
-                if not isinstance(outcome, Ack | Retry | DeadLetter):
-                    raise TypeError(f"handler returned {outcome!r}, not Ack, Retry or DeadLetter")
-        except Exception as exc:
-            log.exception("%s: handler failed on a batch of %d; retrying all of it", self.name, len(deliveries))
-            return [Retry(reason=str(exc) or type(exc).__name__)] * len(deliveries)
+            return await self._isolate(session, deliveries)
         finally:
             self._handler_seconds.observe(time.perf_counter() - started)
+
+    async def _isolate(self, session: _Session, deliveries: list[Delivery]) -> list[Outcome]:
+        """The handler's outcomes. If it raises on several deliveries, each half is handled on its own
+        (down to single deliveries), so one bad record costs a few calls, not its batch's attempts."""
+        try:
+            return await self._call_handler(deliveries)
+        except Exception as exc:
+            self._handler_errors.inc()
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if isinstance(exc, TargetUnavailable):
+                log.warning("%s: %s; the batch of %d waits out the outage", self.name, reason, len(deliveries))
+                return [Retry(reason, outage=True)] * len(deliveries)
+            if session.lost is not None or isinstance(exc, _CONNECTION_ERRORS):
+                log.warning("%s: handler failed (%s); retrying its batch of %d", self.name, reason, len(deliveries))
+                return [Retry(reason)] * len(deliveries)
+            if len(deliveries) == 1:
+                [delivery] = deliveries
+                log.error(
+                    "%s: handler failed on message %s (key %s)",
+                    self.name,
+                    delivery.message_id,
+                    delivery.envelope.key,
+                    exc_info=exc,
+                )
+                return [Retry(reason)]
+            log.warning(
+                "%s: handler failed (%s) on %d messages; handling each half apart", self.name, reason, len(deliveries)
+            )
+            half = len(deliveries) // 2
+            return await self._isolate(session, deliveries[:half]) + await self._isolate(session, deliveries[half:])
+
+    async def _call_handler(self, deliveries: list[Delivery]) -> list[Outcome]:
+        outcomes = list(await self._handler(deliveries))
+        if len(outcomes) != len(deliveries):
+            raise TypeError(f"handler returned {len(outcomes)} outcomes for {len(deliveries)} deliveries")
+        for outcome in outcomes:
+            if not isinstance(outcome, Ack | Retry | DeadLetter):
+                raise TypeError(f"handler returned {outcome!r}, not Ack, Retry or DeadLetter")
         return outcomes
 
-    def _retry_message(self, delivery: Delivery, retry: Retry, config: ConsumerConfig) -> tuple[str, aio_pika.Message]:
+    def _plan(
+        self, delivery: Delivery, outcome: Outcome, config: ConsumerConfig
+    ) -> tuple[str, tuple[str, aio_pika.Message] | None]:
+        """(metric outcome, where to re-publish the message first) for one delivery's outcome."""
+        if isinstance(outcome, Ack):
+            return "ack", None
+        if isinstance(outcome, DeadLetter):
+            return "dead_letter", self._dead_letter_message(delivery.raw, outcome.reason)
+        if outcome.outage:
+            return self._outage_plan(delivery, outcome)
         attempt = delivery.attempt + 1
+        if attempt >= config.max_attempts:
+            reason = f"gave up after {attempt} attempts: {outcome.reason}"
+            return "dead_letter", self._dead_letter_message(delivery.raw, reason)
         delay = config.retry_delays[min(attempt, len(config.retry_delays)) - 1]
+        headers = {"x-attempt": attempt, "x-reason": outcome.reason[:REASON_MAX_CHARS]}
+        return "retry", self._retry_message(delivery, outcome, delay, attempt, headers)
+
+    def _outage_plan(self, delivery: Delivery, retry: Retry) -> tuple[str, tuple[str, aio_pika.Message] | None]:
+        """Retry on the outage schedule, counting in headers how long the outage has lasted for this message."""
+        now = datetime.now(UTC)
+        since = _since(delivery.raw.headers.get(OUTAGE_SINCE_HEADER)) or now
+        retries = count if isinstance(count := delivery.raw.headers.get(OUTAGE_RETRIES_HEADER), int) else 0
+        waited = (now - since).total_seconds()
+        if waited >= self.outage.max_seconds:
+            reason = f"gave up after {waited / 3600:.1f} h of target outage ({retries} outage retries): {retry.reason}"
+            return "dead_letter", self._dead_letter_message(delivery.raw, reason)
+        headers: dict[str, str | int] = {
+            "x-reason": retry.reason[:REASON_MAX_CHARS],
+            OUTAGE_RETRIES_HEADER: retries + 1,
+            OUTAGE_SINCE_HEADER: since.isoformat(),
+        }
+        delay = self.outage.delay(retries + 1)
+        return "outage_retry", self._retry_message(delivery, retry, delay, delivery.attempt, headers)
+
+    def _retry_message(
+        self, delivery: Delivery, retry: Retry, delay: float, attempt: int, headers: dict[str, str | int]
+    ) -> tuple[str, aio_pika.Message]:
         update: dict[str, Any] = {"attempt": attempt}
         if retry.payload is not None:
             update["payload"] = retry.payload
         body = delivery.envelope.model_copy(update=update).to_bytes()
-        reason = retry.reason[:REASON_MAX_CHARS]
-        headers = {"x-attempt": attempt, "x-reason": reason, "x-original-queue": self.queue_name}
-        message = _copy_message(delivery.raw, body, headers)
+        # An ordinary retry ends an outage streak: the target answered, the record failed on its own.
+        drop = () if retry.outage else (OUTAGE_RETRIES_HEADER, OUTAGE_SINCE_HEADER)
+        message = _copy_message(delivery.raw, body, {**headers, "x-original-queue": self.queue_name}, drop)
         return self.topology.retry_queue(self.entity, self.kind, delay), message
 
     def _dead_letter_message(self, raw: AbstractIncomingMessage, reason: str) -> tuple[str, aio_pika.Message]:
@@ -460,8 +579,19 @@ class BatchConsumer:
             self._handled[outcome].inc(count)
 
 
-def _copy_message(raw: AbstractIncomingMessage, body: bytes, extra_headers: dict[str, str | int]) -> aio_pika.Message:
-    headers = {k: v for k, v in raw.headers.items() if k != "x-delivery-count"}
+def _since(value: object) -> datetime | None:
+    """The start of an outage streak from its header; None when absent or unreadable (it starts now)."""
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _copy_message(
+    raw: AbstractIncomingMessage, body: bytes, extra_headers: dict[str, str | int], drop: Sequence[str] = ()
+) -> aio_pika.Message:
+    headers = {k: v for k, v in raw.headers.items() if k != "x-delivery-count" and k not in drop}
     headers.update(extra_headers)
     return aio_pika.Message(
         body,

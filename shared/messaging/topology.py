@@ -16,7 +16,9 @@ Layout for one prefix (e.g. ``connector``):
 - ``{prefix}.{entity}.dlq``: durable quorum queue holding what gave up, for inspection and replay.
 
 The consumer runtime publishes retries and dead letters to those queues through the default exchange
-(routing key = queue name), so no extra exchange is needed.
+(routing key = queue name), so no extra exchange is needed. `declare` makes the default delay tiers;
+each consumer declares the tiers of its own configured and outage delays (60 s to an hour) for its
+queue, so the long outage tiers exist only where a consumer runs.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ Every call goes through `OutboundHTTP` (concurrency limit, retries on 429/5xx ho
 request log). The per-minute budget is kept here rather than in `OutboundHTTP` because Rithum counts
 each `$batch` part as a call of its own: a batch of 100 costs 101, and the budget hook charges that
 on every attempt. A 401 refreshes the token once and repeats the call. Lists are read by following
-`@odata.nextLink` exactly as given; the client never builds `$skip` itself.
+`@odata.nextLink` exactly as given (the client never builds `$skip` itself), but only on the configured
+API host: a nextLink elsewhere is refused rather than sent the bearer token. After repeated failures the
+circuit breaker makes calls fail fast with `RithumTargetUnavailable` (a `RithumUnavailable`).
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ from typing import Any
 import httpx
 from aiolimiter import AsyncLimiter
 
-from shared.outbound import OutboundHTTP, minute_limiter, retry_after_seconds
+from shared.outbound import CircuitBreaker, OutboundHTTP, minute_limiter, retry_after_seconds
 from shared.requestlog import RequestLog
 from shared.settings import Settings
 
 from . import batch
 from .auth import TokenProvider
 from .batch import BatchRequest, BatchResult
-from .errors import RithumError, error_for, response_json
+from .errors import RithumError, RithumTargetUnavailable, error_for, response_json
 
 log = logging.getLogger("connector.rithum")
 
@@ -82,6 +84,7 @@ class RithumClient:
             request_log=request_log,
             concurrency=settings.rithum_concurrency,
             secrets=settings.secret_values(),
+            breaker=CircuitBreaker.from_settings("rithum", settings, RithumTargetUnavailable),
         )
         budget = CallBudget(settings.rithum_requests_per_minute)
         http.client.event_hooks["request"].append(budget.charge)
@@ -148,6 +151,8 @@ class RithumClient:
                 return
             if url in seen:
                 raise RithumError(f"GET {path}: the server repeated nextLink {url}")
+            if self.http.foreign(url):
+                raise RithumError(f"GET {path}: refusing to follow nextLink {url}: not on {self.http.origin}")
             seen.add(url)
             body = await self._call("GET", url, f"GET {path}")
 

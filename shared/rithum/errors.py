@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import httpx
+
+from shared.outbound import TargetUnavailable, unavailable_message
 
 
 class RithumError(Exception):
@@ -29,6 +32,15 @@ class RithumRejected(RithumError):
 
 class RithumUnavailable(RithumError):
     """429 or 5xx left after the retries: worth trying again later."""
+
+
+class RithumTargetUnavailable(RithumUnavailable, TargetUnavailable):
+    """Not sent: Rithum's circuit is open after repeated failures (see `shared.outbound.CircuitBreaker`)."""
+
+    def __init__(self, target: str, until: datetime) -> None:
+        super().__init__(unavailable_message(target, until), status=503)
+        self.target = target
+        self.until = until
 
 
 class RithumFeedError(RithumError):

@@ -8,8 +8,18 @@ import aio_pika
 import httpx
 from aio_pika.abc import AbstractChannel
 
-from shared.messaging.consumer import Ack, BatchConsumer, ConsumerConfig, DeadLetter, Delivery, Outcome, Retry
-from shared.messaging.publisher import Publisher
+from shared.messaging.consumer import (
+    Ack,
+    BatchConsumer,
+    ConsumerConfig,
+    DeadLetter,
+    Delivery,
+    Handler,
+    OutageSchedule,
+    Outcome,
+    Retry,
+)
+from shared.messaging.publisher import Publisher, PublishError
 from shared.messaging.topology import Topology
 from tests.messaging.helpers import ConfigHolder, Recorder, drain, envelope, eventually, running
 
@@ -20,7 +30,13 @@ def config(**changes: object) -> ConsumerConfig:
     return ConsumerConfig(**values)
 
 
-def consumer(amqp_url: str, topology: Topology, handler: Recorder, source: ConfigHolder) -> BatchConsumer:
+def consumer(
+    amqp_url: str,
+    topology: Topology,
+    handler: Handler,
+    source: ConfigHolder,
+    outage: OutageSchedule = OutageSchedule((0.2, 0.4), 60),
+) -> BatchConsumer:
     return BatchConsumer(
         amqp_url,
         topology,
@@ -29,6 +45,7 @@ def consumer(amqp_url: str, topology: Topology, handler: Recorder, source: Confi
         source,
         name="test-consumer",
         config_poll_seconds=0.2,
+        outage=outage,
     )
 
 
@@ -125,9 +142,10 @@ async def test_dead_letter_outcome_and_invalid_bodies_go_to_the_dlq_with_their_r
     assert all(m.headers["x-original-queue"] == queue for m in dead)
 
 
-async def test_a_failing_handler_retries_the_whole_batch(amqp_url: str, topology: Topology) -> None:
+async def test_a_connection_error_in_the_handler_retries_the_whole_batch(amqp_url: str, topology: Topology) -> None:
+    """Broker trouble is no record's fault: the batch is retried as it is, not handled in parts."""
     calls = Recorder()
-    failures = iter([RuntimeError("database unavailable")])
+    failures = iter([PublishError("broker did not confirm")])
 
     async def flaky(batch: list[Delivery]) -> list[Outcome]:
         await calls(batch)
@@ -147,7 +165,7 @@ async def test_a_failing_handler_retries_the_whole_batch(amqp_url: str, topology
     retried = [d for b in rest for d in b]
     assert sorted(d.envelope.key for d in retried) == ["x", "y"]
     assert {d.attempt for d in retried} == {1}
-    assert {d.raw.headers["x-reason"] for d in retried} == {"database unavailable"}
+    assert {d.raw.headers["x-reason"] for d in retried} == {"PublishError: broker did not confirm"}
 
 
 async def test_a_retry_can_narrow_the_payload_to_what_is_left(amqp_url: str, topology: Topology) -> None:
