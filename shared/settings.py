@@ -85,13 +85,6 @@ class Settings(BaseSettings):
         3.0, gt=0, description="How often a standby scheduler tries to become the leader"
     )
 
-    # Operations
-    connector_env: str = Field(
-        "production", description=f"'{SANDBOX_ENV}' (what `make run` sets) is the only one that runs on sandbox secrets"
-    )
-    log_level: str = "INFO"
-    request_log_retention_days: int = 14
-    request_log_excerpt_chars: int = 2000
     # Reliability
     outage_retry_delays: list[PositiveFloat] = Field(
         [60, 300, 900, 1800, 3600],
@@ -107,6 +100,13 @@ class Settings(BaseSettings):
         "127.0.0.1", description="Where consumers and the scheduler serve /metrics and /healthz (--metrics-port)"
     )
 
+    # Operations
+    connector_env: str = Field(
+        "production", description=f"'{SANDBOX_ENV}' (what `make run` sets) is the only one that runs on sandbox secrets"
+    )
+    log_level: str = "INFO"
+    request_log_retention_days: int = 14
+    request_log_excerpt_chars: int = 2000
 
     @property
     def database_url_plain(self) -> str:
