@@ -28,6 +28,8 @@ def main() -> int:
     token = env.setdefault("API_TOKEN", secrets.token_urlsafe(24))
     port = env.get("INGRESS_PORT", "8000")
 
+    if env.get("KEEP_SYNC_STATE") != "1":  # the sandboxes start empty, so does the sync state (deploy/state.py)
+        subprocess.run([sys.executable, "-m", "deploy.state"], cwd=ROOT, env=env, check=True)
     proc = subprocess.Popen([f"{venv_bin}/honcho", "start", "-f", str(ROOT / "Procfile")], cwd=ROOT, env=env)
     signal.signal(signal.SIGINT, lambda *_: proc.send_signal(signal.SIGINT))
     signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))

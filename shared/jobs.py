@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -95,6 +96,7 @@ def job_view(job: SyncJob) -> dict[str, Any]:
             "recreated": job.recreated,
         },
         "error": job.error,
+        "checkpoint": (job.checkpoint or {}).get("position"),
         "created_at": job.created_at,
         "started_at": job.started_at,
         "enumerated_at": job.enumerated_at,
@@ -102,17 +104,85 @@ def job_view(job: SyncJob) -> dict[str, Any]:
     }
 
 
-async def start(session: AsyncSession, job_id: int) -> SyncJob | None:
-    """Mark a queued (or interrupted) job running and reset its counters; None if its enumeration
-    already ended (finished, or waiting for its feed files to be confirmed)."""
-    job = await session.get(SyncJob, job_id, with_for_update=True)
-    if job is None or job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CONFIRMING):
+COUNTERS = ("found", "submitted", "confirmed", "processed", "failed", "filtered", "skipped", "deleted", "forced")
+COUNTERS += ("recreated",)
+CANCELLED_ERROR = "cancelled on request"
+
+
+async def claim(session: AsyncSession, entity: str, stale: timedelta) -> SyncJob | None:
+    """Take the oldest job of the entity that is queued, or running with a heartbeat older than `stale`
+    (its process died), and mark it running here. A job taken over resumes from its checkpoint with
+    the counts it had there; a new one starts at zero. Replicas never take the same job (SKIP LOCKED)."""
+    now = datetime.now(UTC)
+    job = await session.scalar(
+        select(SyncJob)
+        .where(
+            SyncJob.entity == entity,
+            or_(
+                SyncJob.status == JobStatus.QUEUED,
+                and_(SyncJob.status == JobStatus.RUNNING, SyncJob.heartbeat_at < now - stale),
+            ),
+        )
+        .order_by(SyncJob.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    if job is None:
         return None
+    if job.checkpoint:
+        # Take back what the job's own pages counted after the checkpoint (they run again); what the
+        # reconciler and the retry path counted meanwhile stays.
+        since = Counter(job.checkpoint.get("live", {}))
+        since.subtract(job.checkpoint.get("at", {}))
+        for name, n in since.items():
+            setattr(job, name, getattr(job, name) - n)
+        job.checkpoint = {**job.checkpoint, "live": job.checkpoint.get("at", {})}
+    else:
+        job.started_at = now
+        for name in COUNTERS:
+            setattr(job, name, 0)
     job.status = JobStatus.RUNNING
-    job.started_at = datetime.now(UTC)
-    job.found = job.processed = job.failed = job.filtered = job.skipped = job.deleted = 0
-    job.submitted = job.confirmed = job.forced = job.recreated = 0
+    job.heartbeat_at = now
     job.error = None
+    return job
+
+
+async def heartbeat(session: AsyncSession, job_id: int) -> str | None:
+    """Say the job's process is alive; returns the job's status (`cancelled` tells the runner to stop)."""
+    return await session.scalar(
+        update(SyncJob).where(SyncJob.id == job_id).values(heartbeat_at=datetime.now(UTC)).returning(SyncJob.status)
+    )
+
+
+async def count_page(session: AsyncSession, job_id: int, counts: Counter[str]) -> None:
+    """Add a page's counts to the job, and to the tally of what its own pages counted (`checkpoint.live`),
+    which a resumed job takes back down to the last checkpoint."""
+    job = await session.get(SyncJob, job_id, with_for_update=True)
+    if job is None or not counts:
+        return
+    for name, n in counts.items():
+        setattr(job, name, getattr(job, name) + n)
+    checkpoint = dict(job.checkpoint or {})
+    live = Counter(checkpoint.get("live", {}))
+    live.update(counts)
+    job.checkpoint = {**checkpoint, "live": dict(live)}
+
+
+async def checkpoint(session: AsyncSession, job_id: int, position: Any) -> None:
+    """Everything before `position` is saved and its writes are durable: a restarted job resumes there."""
+    job = await session.get(SyncJob, job_id, with_for_update=True)
+    if job is not None:
+        live = (job.checkpoint or {}).get("live", {})
+        job.checkpoint = {"position": position, "at": live, "live": live}
+
+
+async def cancel(session: AsyncSession, job_id: int) -> SyncJob | None:
+    """Stop a job that has not ended: its runner stops at the next page; what it saved stays."""
+    job = await session.get(SyncJob, job_id, with_for_update=True)
+    if job is not None and job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CONFIRMING):
+        job.status = JobStatus.CANCELLED
+        job.error = CANCELLED_ERROR
+        job.finished_at = datetime.now(UTC)
     return job
 
 
@@ -131,7 +201,7 @@ async def finish(
 ) -> None:
     """Close the job; a successful full or delta job moves the entity's watermark to when it began."""
     job = await session.get(SyncJob, job_id, with_for_update=True)
-    if job is None:
+    if job is None or job.status == JobStatus.CANCELLED:
         return
     job.status = JobStatus.FAILED if error else JobStatus.SUCCEEDED
     job.error = error
@@ -148,9 +218,7 @@ async def finish(
 async def enumerated(session: AsyncSession, job_id: int) -> None:
     """Enumeration done, feed files out: the feed reconciler finishes the job once Rithum has them all."""
     await session.execute(
-        update(SyncJob).where(SyncJob.id == job_id).values(status=JobStatus.CONFIRMING, enumerated_at=datetime.now(UTC))
+        update(SyncJob)
+        .where(SyncJob.id == job_id, SyncJob.status == JobStatus.RUNNING)  # not a job cancelled meanwhile
+        .values(status=JobStatus.CONFIRMING, enumerated_at=datetime.now(UTC))
     )
-
-
-async def add_found(session: AsyncSession, job_id: int, count: int) -> None:
-    await session.execute(update(SyncJob).where(SyncJob.id == job_id).values(found=SyncJob.found + count))

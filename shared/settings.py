@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     rithum_feed_reconcile_seconds: float = Field(
         60.0, gt=0, description="How often submitted feed rows are looked for on Rithum"
     )
+    rithum_feed_file_rows: int = Field(
+        25_000, ge=1, description="A job sends its feed rows in files of this many; each file is a checkpoint"
+    )
+    job_heartbeat_seconds: float = Field(10.0, gt=0, description="How often a running job says it is alive")
+    job_stale_seconds: float = Field(
+        60.0, gt=0, description="A running job silent this long is taken over by another process (it resumes)"
+    )
 
     # Ingress
     webhook_secret: SecretStr = SecretStr("sandbox-webhook-secret")

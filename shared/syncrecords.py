@@ -119,19 +119,12 @@ async def save(session: AsyncSession, entity: str, outcomes: Sequence[Outcome], 
     await session.execute(stmt, rows)
 
 
-async def count_into_job(session: AsyncSession, job_id: int, outcomes: Sequence[Outcome]) -> None:
-    """Add the batch's final outcomes to the job's counters (one UPDATE), and how many were forced or
-    re-created on the target."""
+def job_counts(outcomes: Sequence[Outcome]) -> Counter[str]:
+    """A batch's final outcomes as job counters, with how many were forced or re-created on the target."""
     counts = Counter(FINAL[o.status] for o in outcomes if o.status in FINAL)
     counts["forced"] = sum(o.forced for o in outcomes)
     counts["recreated"] = sum(o.operation == RECREATED for o in outcomes)
-    counts = +counts  # drop the zeros
-    if counts:
-        await session.execute(
-            update(SyncJob)
-            .where(SyncJob.id == job_id)
-            .values({name: getattr(SyncJob, name) + n for name, n in counts.items()})
-        )
+    return +counts  # drop the zeros
 
 
 async def unsettled_by_job(

@@ -74,8 +74,8 @@ async def serve(entity: str, queues: list[str], metrics_port: int | None = None)
             return {c.name: c.connected for c in consumers}
 
         services.append(MetricsServer(metrics_port, connected, host=settings.metrics_host))
-    if "jobs" in queues and hasattr(consumer, "reconciler_task"):  # confirms feed files at Rithum's pace
-        services.append(consumer.reconciler_task())
+    if "jobs" in queues:  # the job runner (claims jobs the queue wakes it for) and the feed reconciler
+        services += consumer.background()
     try:
         await run_until_signal(*services)
     finally:

@@ -14,8 +14,8 @@ from services.ingress.guards import BIGINT_MAX, INT_MAX, JobId, Limit, Offset, T
 from services.ingress.queues import queue_stats
 from services.ingress.runtime import Runtime
 from shared import siteconfig
-from shared.db.models import OutboxMessage, RequestLogRow, SyncJob, SyncMode
-from shared.jobs import JobRequestError, create_job, job_view
+from shared.db.models import JobStatus, OutboxMessage, RequestLogRow, SyncJob, SyncMode
+from shared.jobs import JobRequestError, cancel, create_job, job_view
 from shared.messaging.topology import ENTITIES
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_token)], tags=["api"])
@@ -37,6 +37,7 @@ class SyncRequest(BaseModel):
     mode: SyncMode
     window_from: Timestamp | None = Field(None, alias="from")
     window_to: Timestamp | None = Field(None, alias="to")
+    force: bool = Field(False, description="send every record, changed or not (the Commerce Connector's Sync)")
 
 
 @router.post("/sync/{entity}", status_code=status.HTTP_202_ACCEPTED)
@@ -49,7 +50,12 @@ async def start_sync(entity: EntityName, body: SyncRequest, request: Request) ->
     try:
         async with runtime.sessionmaker() as session, session.begin():
             job, _ = await create_job(
-                session, entity=entity, mode=body.mode, window_from=body.window_from, window_to=body.window_to
+                session,
+                entity=entity,
+                mode=body.mode,
+                window_from=body.window_from,
+                window_to=body.window_to,
+                force=body.force,
             )
     except JobRequestError as exc:
         raise HTTPException(422, str(exc)) from exc
@@ -83,6 +89,19 @@ async def get_job(job_id: JobId, request: Request) -> dict[str, Any]:
     if job is None:
         raise HTTPException(404, f"job {job_id} not found")
     return job_view(job)
+
+
+@router.post("/jobs/{job_id}/cancel")
+async def cancel_job(job_id: JobId, request: Request) -> dict[str, Any]:
+    """Stop a job that has not ended (its runner stops at its next heartbeat); 409 for one that has."""
+    async with runtime_of(request).sessionmaker() as session, session.begin():
+        job = await cancel(session, job_id)
+        view = job_view(job) if job is not None else None
+    if view is None:
+        raise HTTPException(404, f"job {job_id} not found")
+    if view["status"] != JobStatus.CANCELLED:
+        raise HTTPException(409, f"job {job_id} has already ended ({view['status']})")
+    return view
 
 
 @router.get("/config", response_model=siteconfig.SiteConfigModel)

@@ -304,6 +304,7 @@ async def connector_records(
 class ProcessSelected(BaseModel):
     model_config = ConfigDict(extra="forbid")
     keys: list[str] = Field(min_length=1, max_length=MAX_SELECTED)
+    force: bool = Field(False, description="send them even if unchanged")
 
 
 class ProcessAll(BaseModel):
@@ -314,11 +315,11 @@ class ProcessAll(BaseModel):
     until: Timestamp | None = Field(None, alias="to")
 
 
-async def _job_for_keys(request: Request, entity: str, keys: list[str]) -> dict[str, Any]:
+async def _job_for_keys(request: Request, entity: str, keys: list[str], force: bool = False) -> dict[str, Any]:
     runtime = runtime_of(request)
     try:
         async with runtime.sessionmaker() as session, session.begin():
-            job, _ = await create_job(session, entity=entity, mode=SyncMode.SELECTED, keys=keys)
+            job, _ = await create_job(session, entity=entity, mode=SyncMode.SELECTED, keys=keys, force=force)
     except JobRequestError as exc:
         raise HTTPException(422, str(exc)) from exc
     runtime.relay.wake()
@@ -354,7 +355,7 @@ async def _job_for_window(
 @router.post("/entities/{entity}/records/process", status_code=status.HTTP_202_ACCEPTED)
 async def process_selected(entity: str, body: ProcessSelected, request: Request) -> dict[str, Any]:
     keys = list(dict.fromkeys(k.strip() for k in body.keys if k.strip()))
-    return await _job_for_keys(request, known_entity(entity), keys)
+    return await _job_for_keys(request, known_entity(entity), keys, body.force)
 
 
 @router.post("/entities/{entity}/records/process-all", status_code=status.HTTP_202_ACCEPTED)

@@ -54,6 +54,7 @@ class JobStatus(enum.StrEnum):
     CONFIRMING = "confirming"  # enumeration done; waiting for Rithum to pick up the job's feed files
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class SyncMode(enum.StrEnum):
@@ -99,6 +100,11 @@ class SyncJob(Base):
     deleted: Mapped[int] = mapped_column(Integer, default=0)
     submitted: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     confirmed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    force: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")  # send unchanged records
+    forced: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    recreated: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    heartbeat_at: Mapped[datetime | None]  # the running process says it is alive; a stale job is taken over
+    checkpoint: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # where to resume, and the counts then
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     started_at: Mapped[datetime | None]

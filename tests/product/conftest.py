@@ -41,7 +41,8 @@ class Stack(SharedStack):
 
 
 @pytest.fixture(scope="module")
-def stack(settings: Settings, sessionmaker) -> Iterator[Stack]:
+def stack(request: pytest.FixtureRequest, settings: Settings, sessionmaker) -> Iterator[Stack]:
+    """A module may tune the processes' environment with a `STACK_ENV` dict of its own."""
     with Stack.start(
         database_url=settings.database_url_plain,
         amqp_prefix=settings.amqp_prefix,
@@ -50,7 +51,10 @@ def stack(settings: Settings, sessionmaker) -> Iterator[Stack]:
         extra_env={
             "ACUMATICA_REQUESTS_PER_MINUTE": "6000",  # the sandbox license has no per-minute limit
             "RITHUM_FEED_RECONCILE_SECONDS": "1",  # look for fed rows every second, not every minute
+            "JOB_HEARTBEAT_SECONDS": "1",  # a killed consumer's job is taken over after 5 s, not a minute
+            "JOB_STALE_SECONDS": "5",
             "LOG_LEVEL": "INFO",
+            **getattr(request.module, "STACK_ENV", {}),
         },
         settings=settings,
     ) as s:

@@ -66,7 +66,7 @@ async def test_full_then_delta_sync(fresh: Stack, clean_db) -> None:
         rit.delete("/stats")
     delta = fresh.run_job("delta")
     assert delta["status"] == "succeeded"
-    assert delta["counts"]["found"] == 10 and delta["counts"]["processed"] == 10, delta["counts"]
+    assert delta["counts"]["found"] == 10 and delta["counts"]["processed"] == 10, delta
     after = {p["Sku"]: p for p in rithum_products(fresh)}
     assert {s for s in after if after[s]["Title"].startswith("Changed")} == set(changed)
     with fresh.rit() as rit:

@@ -5,26 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
+import httpx
 
 from services.consumers.context import ConsumerContext
 from services.consumers.product.feeds import LOCK_KEY, FeedReconciler
 from services.consumers.product.pipeline import ENTITY, WAITING, ProductPipeline
 from services.consumers.product.rules_config import load_rules
-from services.consumers.product.source import ProductSource, Unit
+from services.consumers.product.source import Position, ProductSource, Unit
 from services.consumers.product.spool import FeedSpool
 from services.consumers.product.transform import ProductRules
 from services.consumers.product.writeback import WriteBack, WriteBackHandler, attempts, envelopes
 from shared import jobs, syncrecords
 from shared.asynciter import read_ahead
 from shared.db.models import SyncJob, SyncMode, SyncStatus
+from shared.jobrunner import JobRunner
 from shared.messaging.consumer import Ack, DeadLetter, Delivery, Outcome, Retry
 from shared.periodic import Periodic
 from shared.requestlog import log_context
+from shared.rithum.errors import RithumError
 from shared.syncrecords import Outcome as RecordOutcome
 
 log = logging.getLogger("connector.product")
@@ -42,6 +45,14 @@ class ProductConsumer:
             confirm_timeout=timedelta(seconds=ctx.settings.rithum_feed_confirm_timeout),
         )
         self.reconciler = FeedReconciler(ctx, self._current_rules)
+        settings = ctx.settings
+        self.runner = JobRunner(
+            ENTITY,
+            ctx.sessionmaker,
+            self.run_job,
+            heartbeat=settings.job_heartbeat_seconds,
+            stale=settings.job_stale_seconds,
+        )
         self.write_backs = WriteBackHandler(ctx.acumatica, ctx.sessionmaker, ctx.settings.acumatica_concurrency)
         self._rules_for: tuple[object, ProductRules] | None = None
 
@@ -107,68 +118,79 @@ class ProductConsumer:
         return await self.write_backs.handle(batch, attempts((await self.ctx.config.get()).max_attempts))
 
     async def handle_jobs(self, batch: list[Delivery]) -> list[Outcome]:
-        return [await self.run_job(int(d.envelope.payload["job_id"])) for d in batch]
+        """A run message only wakes the job runner, which claims the job from the database: no delivery
+        stays unacked for the hours a job may take (see shared/jobrunner.py)."""
+        self.runner.wake()
+        return [Ack() for _ in batch]
 
-    async def run_job(self, job_id: int) -> Outcome:
+    def background(self) -> list[Periodic | JobRunner]:
+        """What the process serving the jobs queue also runs: the job runner and the feed reconciler."""
+        return [self.runner, self.reconciler_task()]
+
+    async def run_job(self, job: SyncJob) -> None:
         """Enumerate the job's records page by page through the pipeline; failures go to the retry path."""
-        with log_context(entity=ENTITY, job_id=job_id):
-            return await self._run_job(job_id)
+        with log_context(entity=ENTITY, job_id=job.id):
+            try:
+                await self._run_job(job)
+            except Exception as exc:
+                log.exception("job %d failed", job.id)
+                async with self.ctx.sessionmaker() as session, session.begin():
+                    await jobs.finish(session, job.id, error=f"{type(exc).__name__}: {exc}")
 
-    async def _run_job(self, job_id: int) -> Outcome:
-        began = datetime.now(UTC)
-        async with self.ctx.sessionmaker() as session, session.begin():
-            job = await jobs.start(session, job_id)
-            if job is None:
-                log.info("job %s already enumerated, finished or unknown; ignoring its message", job_id)
-                return Ack()
+    async def _run_job(self, job: SyncJob) -> None:
+        job_id, mode, force = job.id, job.mode, job.force
+        began = job.started_at or datetime.now(UTC)
+        keys = (job.keys or {}).get("keys") or []
+        resume = tuple((job.checkpoint or {}).get("position") or (0, 0))
+        async with self.ctx.sessionmaker() as session:
             start, end = await jobs.window(session, job, began)
-            mode, keys, force = job.mode, (job.keys or {}).get("keys"), job.force
-        log.info("job %d (%s %s%s) started: window %s to %s", job_id, ENTITY, mode, " forced" * force, start, end)
+        log.info(
+            "job %d (%s %s%s) %s: window %s to %s",
+            job_id,
+            ENTITY,
+            mode,
+            " forced" * force,
+            f"resumed at {resume}" if job.checkpoint else "started",
+            start,
+            end,
+        )
         rules, feed_threshold, _ = await self._rules()
-        spool = FeedSpool()
-        page = _JobPage(self, job_id, rules, spool, force)  # every write but bundles goes into the spool
+        file_rows = self.ctx.settings.rithum_feed_file_rows
+        page = _JobPage(self, job_id, rules, FeedSpool(), force)  # every write but bundles goes into the spool
         # A full job is the repair tool: Rithum's catalogue is listed while Acumatica is paged, and the
         # records left alone as unchanged are then checked against it.
-        listing = asyncio.create_task(self.pipeline.on_rithum()) if mode == SyncMode.FULL and not force else None
+        verify = mode == SyncMode.FULL and not force
+        listing = asyncio.create_task(self.pipeline.on_rithum()) if verify else None
         try:
             if mode == SyncMode.SELECTED:
-                for i in range(0, len(keys or []), SELECTED_PAGE):
+                for i in range(resume[1], len(keys), SELECTED_PAGE):
                     await page.run(await self.source.resolve(keys[i : i + SELECTED_PAGE]))
+                    await page.checkpoint((0, i + SELECTED_PAGE), feed_threshold, file_rows)
             else:
-                async for units in read_ahead(self.source.pages(start, end)):
+                async for position, units in read_ahead(self.source.pages(start, end, resume)):
                     await page.run(units)
+                    await page.checkpoint(position, feed_threshold, file_rows)
             if listing is not None:
-                await page.recreate_lost(await listing)
-            outcomes, write_backs = await self.pipeline.flush(
-                spool, rules, feed_threshold=feed_threshold, job_id=job_id
-            )
-            await page.save(outcomes, write_backs)
-        except Exception as exc:
-            log.exception("job %d failed", job_id)
+                try:
+                    on_rithum = await listing
+                except (RithumError, httpx.HTTPError) as exc:  # the writes go on; only the check is missed
+                    log.warning("job %d: Rithum's catalogue not read (%s); unchanged records not checked", job_id, exc)
+                else:
+                    await page.recreate_lost(on_rithum)
+            await page.flush(feed_threshold)
+        finally:
+            page.spool.close()
             if listing is not None:
                 listing.cancel()
-            async with self.ctx.sessionmaker() as session, session.begin():
-                await jobs.finish(session, job_id, error=f"{type(exc).__name__}: {exc}")
-            return Ack()
-        finally:
-            spool.close()
-        if page.failed:
-            await self.ctx.requeue(ENTITY, page.failed, job_id)
-        submitted = any(o.status is SyncStatus.SUBMITTED for o in outcomes)
-        if page.waiting and not submitted:  # what they waited for went through the REST API just now
+        await page.requeue_failed()
+        if page.waiting and not page.submitted:  # what they waited for went through the REST API just now
             await self.ctx.requeue(ENTITY, page.waiting, job_id)
         async with self.ctx.sessionmaker() as session, session.begin():
-            if submitted or page.waiting:  # the feed reconciler finishes it once nothing is on its way
+            if page.submitted or page.waiting:  # the feed reconciler finishes it once nothing is on its way
                 await jobs.enumerated(session, job_id)
             else:
                 await jobs.finish(session, job_id, watermark=began)
-        log.info(
-            "job %d enumerated: %d records handed to the retry path%s",
-            job_id,
-            len(page.failed),
-            f", {len(spool)} in a feed file awaiting Rithum" if submitted else "",
-        )
-        return Ack()
+        log.info("job %d enumerated%s", job_id, ": its feed files await Rithum" if page.submitted else "")
 
 
 class _JobPage:
@@ -184,6 +206,7 @@ class _JobPage:
         self.force = force
         self.unchanged: dict[str, str] = {}  # SKU → Rithum ID of records left alone (checked by a full job)
         self.skipped: set[str] = set()  # of those, the ones counted as skipped
+        self.submitted = False  # a feed file went out
         self.seen: set[str] = set()  # a family's parent comes with every page of its variants: count it once
         self.failed: list[str] = []
         self.waiting: list[str] = []
@@ -210,11 +233,7 @@ class _JobPage:
         log.info("job %d: %d unchanged products are missing on Rithum; creating them again", self.job_id, len(lost))
         counted = [sku for sku in lost if sku in self.skipped]
         async with self.consumer.ctx.sessionmaker() as session, session.begin():
-            await session.execute(
-                update(SyncJob)
-                .where(SyncJob.id == self.job_id)
-                .values(skipped=SyncJob.skipped - len(counted), found=SyncJob.found - len(counted))
-            )
+            await jobs.count_page(session, self.job_id, Counter(skipped=-len(counted), found=-len(counted)))
         self.seen.difference_update(lost)
         for i in range(0, len(lost), SELECTED_PAGE):
             await self.run(await self.consumer.source.resolve(lost[i : i + SELECTED_PAGE]), on_rithum)
@@ -223,11 +242,37 @@ class _JobPage:
         outcomes = [o for o in outcomes if o.key not in self.seen]
         self.seen.update(o.key for o in outcomes)
         ctx = self.consumer.ctx
+        counts = syncrecords.job_counts(outcomes)
+        counts["found"] = len(outcomes)
         async with ctx.sessionmaker() as session, session.begin():
             await syncrecords.save(session, ENTITY, outcomes, job_id=self.job_id)
-            await syncrecords.count_into_job(session, self.job_id, outcomes)
-            await jobs.add_found(session, self.job_id, len(outcomes))
+            await jobs.count_page(session, self.job_id, +counts)
         await self.consumer._queue_write_backs(write_backs, self.job_id)
         self.skipped.update(o.key for o in outcomes if o.status is SyncStatus.SKIPPED)
+        self.submitted |= any(o.status is SyncStatus.SUBMITTED for o in outcomes)
         self.failed += [o.key for o in outcomes if o.status is SyncStatus.FAILED]
         self.waiting += [o.key for o in outcomes if o.status is SyncStatus.PENDING and o.operation == WAITING]
+
+    async def flush(self, feed_threshold: int) -> None:
+        """Send what the spool holds: a feed file if there are enough rows, else `$batch` writes."""
+        outcomes, write_backs = await self.consumer.pipeline.flush(
+            self.spool, self.rules, feed_threshold=feed_threshold, job_id=self.job_id
+        )
+        await self.save(outcomes, write_backs)
+        self.spool.close()
+        self.spool = FeedSpool()
+
+    async def checkpoint(self, position: Position, feed_threshold: int, file_rows: int) -> None:
+        """A full file goes out; once nothing waits in the spool, a restarted job may resume here."""
+        if len(self.spool) >= file_rows:
+            await self.flush(feed_threshold)
+        if len(self.spool):
+            return
+        await self.requeue_failed()
+        async with self.consumer.ctx.sessionmaker() as session, session.begin():
+            await jobs.checkpoint(session, self.job_id, list(position))
+
+    async def requeue_failed(self) -> None:
+        if self.failed:
+            await self.consumer.ctx.requeue(ENTITY, self.failed, self.job_id)
+            self.failed = []

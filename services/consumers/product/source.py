@@ -58,6 +58,7 @@ class Gone:
 
 
 Unit = Simple | Family | Kit | Gone
+Position = tuple[int, int]  # (stage of a job's enumeration, `$skip` within it)
 
 
 def _strip(record: dict[str, Any]) -> dict[str, Any]:
@@ -146,8 +147,11 @@ class ProductSource:
         specs = {s["KitInventoryID"]: s for s in kit_specs}
         return [*simple, *templates.values(), *(Kit(item, specs.get(key)) for key, item in kits.items())]
 
-    async def pages(self, start: datetime | None, end: datetime | None) -> AsyncIterator[list[Unit]]:
-        """Everything changed in [start, end] (all when start is None), a page of units at a time.
+    async def pages(
+        self, start: datetime | None, end: datetime | None, resume: Position = (0, 0)
+    ) -> AsyncIterator[tuple[Position, list[Unit]]]:
+        """Everything changed in [start, end] (all when start is None), a page of units at a time, each
+        with the position to resume after it (stage, `$skip`), so a restarted job goes on from there.
 
         Templates whose own record changed come first, so their families' parents exist before
         any variant page; kits after every other stock item, so their components exist; kits whose
@@ -157,30 +161,32 @@ class ProductSource:
         page skip items never seen.
         """
         window = F.changed_between(start, None, "LastModified")
-        seen_templates: set[str] = set()
-        async for page in self._paged("TemplateItems", window, ITEM_EXPAND, end=end, custom=self.custom):
-            seen_templates.update(t["InventoryID"] for t in page)
-            yield await self.units([], extra_templates=page)
-        seen_kits: set[str] = set()
-        async for page in self._paged("StockItem", window, ITEM_EXPAND, end=end, custom=self.custom):
-            items = [i for i in page if not i.get("IsAKit")]
-            if items:
-                yield await self.units(items)
         kit_window = F.all_of(window, F.field("IsAKit").eq(True))
-        async for page in self._paged("StockItem", kit_window, ITEM_EXPAND, end=end, custom=self.custom):
-            seen_kits.update(i["InventoryID"] for i in page)
-            yield await self.units(page)
         spec_window = F.changed_between(start, None, "LastModifiedDateTime")
-        async for page in self._paged(
-            "KitSpecification",
-            spec_window,
-            ("StockComponents",),
-            select=("KitInventoryID", "LastModifiedDateTime"),
-            end=end,
-        ):
-            keys = [s["KitInventoryID"] for s in page if s["KitInventoryID"] not in seen_kits]
-            if keys:
-                yield await self.resolve(keys)
+        seen_kits: set[str] = set()  # kits synced in stage 2 need no pass for their specification
+        stages = (
+            ("TemplateItems", window, ITEM_EXPAND, None, self.custom),
+            ("StockItem", window, ITEM_EXPAND, None, self.custom),
+            ("StockItem", kit_window, ITEM_EXPAND, None, self.custom),
+            ("KitSpecification", spec_window, ("StockComponents",), ("KitInventoryID", "LastModifiedDateTime"), ()),
+        )
+        for stage, (entity, where, expand, select, custom) in enumerate(stages):
+            if stage < resume[0]:
+                continue
+            skip = resume[1] if stage == resume[0] else 0
+            async for after, page in self._paged(entity, where, expand, select, end=end, custom=custom, skip=skip):
+                if stage == 0:
+                    units = await self.units([], extra_templates=page)
+                elif stage == 1:
+                    units = await self.units([i for i in page if not i.get("IsAKit")])
+                elif stage == 2:
+                    seen_kits.update(i["InventoryID"] for i in page)
+                    units = await self.units(page)
+                else:
+                    units = await self.resolve(
+                        [s["KitInventoryID"] for s in page if s["KitInventoryID"] not in seen_kits]
+                    )
+                yield (stage, after), units
 
     async def _paged(
         self,
@@ -191,8 +197,9 @@ class ProductSource:
         *,
         end: datetime | None = None,
         custom: Sequence[str] = (),
-    ) -> AsyncIterator[list[dict[str, Any]]]:
-        skip = 0
+        skip: int = 0,
+    ) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
+        """Pages of records with the `$skip` that comes after each."""
         while True:
             page = await self.client.list(
                 entity,
@@ -203,12 +210,12 @@ class ProductSource:
                 top=self.page_size,
                 skip=skip,
             )
+            skip += len(page)
             kept = [_strip(r) for r in page if end is None or (changed_at(r) or end) <= end]
             if kept:
-                yield kept
+                yield skip, kept
             if len(page) < self.page_size:
                 return
-            skip += len(page)
 
 
 def changed_at(record: dict[str, Any]) -> datetime | None:
