@@ -48,6 +48,7 @@ class Outcome:
     sent: dict[str, Any] | None = None  # the body Rithum now has (or will, once the feed is picked up)
     feed_id: int | None = None
     forced: bool = False  # written only because the sync was forced
+    outage: bool = False  # failed because the target was unreachable, not because of the record
 
 
 async def load(session: AsyncSession, entity: str, keys: Iterable[str]) -> dict[str, SyncRecord]:

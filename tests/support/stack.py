@@ -131,7 +131,7 @@ class Stack:
         with self.api() as api:
             while True:
                 job = api.get(f"/jobs/{job_id}").raise_for_status().json()
-                if job["status"] in ("succeeded", "failed"):
+                if job["status"] in ("succeeded", "failed", "cancelled"):
                     return job
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s: {job['counts']}")

@@ -21,6 +21,7 @@ from services.consumers.product.spool import FeedSpool
 from services.consumers.product.transform import ProductRules
 from services.consumers.product.writeback import WriteBack, WriteBackHandler, attempts, envelopes
 from shared import jobs, syncrecords
+from shared.acumatica.errors import AcumaticaError, AcumaticaTargetUnavailable, LicenseLimit
 from shared.asynciter import read_ahead
 from shared.db.models import SyncJob, SyncMode, SyncStatus
 from shared.jobrunner import JobRunner
@@ -84,12 +85,21 @@ class ProductConsumer:
         """Real time: repeated changes to one key in the batch collapse into one sync."""
         keys = list(dict.fromkeys(d.envelope.key for d in batch if d.envelope.key))
         rules, feed_threshold, max_attempts = await self._rules()  # first: they name the custom fields to read
-        units = await self.source.resolve(keys)
+        try:
+            units = await self.source.resolve(keys)
+        except (AcumaticaTargetUnavailable, LicenseLimit, httpx.TransportError) as exc:
+            log.warning("Acumatica unavailable for %d keys: %s", len(keys), exc)  # not the records' fault
+            return [Retry(f"Acumatica unavailable: {exc}", outage=True) for _ in batch]
+        except AcumaticaError as exc:
+            if exc.status < 500:
+                raise
+            log.warning("Acumatica unavailable for %d keys: %s", len(keys), exc)
+            return [Retry(f"Acumatica unavailable: {exc}", outage=True) for _ in batch]
         outcomes, write_backs = await self.pipeline.sync(units, rules, feed_threshold=feed_threshold)
         by_key = {o.key: o for o in outcomes}
         final_attempt = {d.envelope.key: d.attempt + 1 >= max_attempts for d in batch}
-        for outcome in outcomes:
-            if outcome.status is SyncStatus.FAILED and final_attempt.get(outcome.key):
+        for outcome in outcomes:  # an outage spends no attempts: the runtime waits it out on its own schedule
+            if outcome.status is SyncStatus.FAILED and not outcome.outage and final_attempt.get(outcome.key):
                 outcome.status = SyncStatus.ABORTED
         retried_jobs = {int(d.envelope.payload["job_id"]) for d in batch if d.envelope.payload.get("job_id")}
         async with self.ctx.sessionmaker() as session, session.begin():
@@ -105,7 +115,7 @@ class ProductConsumer:
             elif outcome.status is SyncStatus.ABORTED:
                 results.append(DeadLetter(f"aborted after {max_attempts} attempts: {outcome.error}"))
             else:
-                results.append(Retry(outcome.error or "failed"))
+                results.append(Retry(outcome.error or "failed", outage=outcome.outage))
         log.info(
             "batch of %d messages (%d keys): %s",
             len(batch),

@@ -231,7 +231,7 @@ class ProductPipeline:
                 except (RithumError, httpx.HTTPError) as exc:
                     for key, reason in p.unlist:
                         error = f"{reason}; Rithum unavailable: {exc}"
-                        p.outcomes[key] = Outcome(key, SyncStatus.FAILED, "Failed to Unlist", error=error)
+                        p.outcomes[key] = Outcome(key, SyncStatus.FAILED, "Failed to Unlist", error=error, outage=True)
         if unchanged is not None:
             unchanged.update({k: str(records[k].rithum_id) for k in p.untouched})
             unchanged.update(
@@ -303,7 +303,7 @@ class ProductPipeline:
             log.warning("feed %s not uploaded: %s", name, exc)
             error = f"feed {name} not uploaded: {exc}"
             return {
-                sku: Outcome(sku, SyncStatus.FAILED, "Failed to Save", error=error, kind=kind)
+                sku: Outcome(sku, SyncStatus.FAILED, "Failed to Save", error=error, kind=kind, outage=True)
                 for sku, kind, _, _, _ in products
             }
         now = datetime.now(UTC)
@@ -346,7 +346,7 @@ class ProductPipeline:
             return await self._write_rest(entries, rules, records, fed)
         except (RithumError, httpx.HTTPError) as exc:  # outage or limits beyond retries: Failed, retried later
             log.warning("Rithum unavailable for %d products: %s", len(entries), exc)
-            return {e.product.sku: _failed(e.product, f"Rithum unavailable: {exc}") for e in entries}
+            return {e.product.sku: _failed(e.product, f"Rithum unavailable: {exc}", outage=True) for e in entries}
 
     async def _write_rest(
         self, entries: Sequence[Spooled], rules: T.ProductRules, records: dict[str, SyncRecord], fed: set[str]
@@ -589,8 +589,10 @@ def feed_row(product: T.RithumProduct) -> FeedRow:
     )
 
 
-def _failed(product: T.RithumProduct, reason: str) -> Outcome:
-    return Outcome(product.sku, SyncStatus.FAILED, "Failed to Save", error=reason, kind=product.kind.value)
+def _failed(product: T.RithumProduct, reason: str, *, outage: bool = False) -> Outcome:
+    return Outcome(
+        product.sku, SyncStatus.FAILED, "Failed to Save", error=reason, kind=product.kind.value, outage=outage
+    )
 
 
 def _keys(units: Sequence[Unit]) -> list[str]:
