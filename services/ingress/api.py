@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
@@ -9,9 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select
 
+from services.ingress import queues
 from services.ingress.auth import require_api_token
 from services.ingress.guards import BIGINT_MAX, INT_MAX, JobId, Limit, Offset, Timestamp
-from services.ingress.queues import queue_stats
 from services.ingress.runtime import Runtime
 from shared import siteconfig
 from shared.db.models import JobStatus, OutboxMessage, RequestLogRow, SyncJob, SyncMode
@@ -128,8 +129,19 @@ async def put_config(changes: dict[str, Any], request: Request) -> siteconfig.Si
 
 @router.get("/queues")
 async def get_queues(request: Request) -> dict[str, Any]:
+    """Per entity and per queue: ready and consumers over AMQP (passive declares, any RabbitMQ); unacked and
+    rates from the management API when it answers (else null, and `management` says why)."""
     runtime = runtime_of(request)
-    return {"entities": await queue_stats(runtime.settings, runtime.topology)}
+    config = await runtime.config.get()
+    try:
+        figures = await queues.figures_of(request.app.state, runtime.settings, runtime.topology, config.retry_delays)
+    except queues.QueuesUnavailable as exc:
+        raise HTTPException(503, str(exc)) from exc
+    return {
+        "entities": figures.entities(),
+        "queues": [asdict(q) for q in figures.queues],
+        "management": figures.management,
+    }
 
 
 @router.get("/request-logs")

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.ingress import api, entities, schedules, webhooks
+from services.ingress import api, console, entities, queues, schedules, webhooks
 from services.ingress.guards import ApiGuard
 from services.ingress.runtime import LastKnownConfig, Runtime
 from shared.db.engine import make_engine, make_sessionmaker
@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(schedules.router)
     app.include_router(entities.router)
+    console.install(app)  # the ops console at /console (server-rendered pages over the same runtime)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -128,7 +129,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(body, status_code=503 if body["degraded"] else 200)
 
     @app.get("/metrics", tags=["ops"])
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        runtime = request.app.state.runtime
+        with contextlib.suppress(queues.QueuesUnavailable, TimeoutError):  # the gauges keep their last values
+            async with asyncio.timeout(5):
+                delays = (await runtime.config.get()).retry_delays
+                await queues.figures_of(request.app.state, runtime.settings, runtime.topology, delays)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -233,3 +233,15 @@ class OutboxMessage(Base):
     available_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
     set_aside_at: Mapped[datetime | None]  # the relay no longer tries it; listed by GET /api/v1/outbox
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ConsoleAudit(Base):
+    """Every state-changing action taken in the ops console: who, what, when, on what, and its outcome."""
+
+    __tablename__ = "console_audit"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(256))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
