@@ -249,7 +249,13 @@ def progress(job: dict[str, Any]) -> int:
 
 @router.get("/jobs")
 async def jobs_page(
-    request: Request, entity: str = "", status: str = "", session: ConsoleSession = Session, error: str | None = None
+    request: Request, entity: str = "", status: str = "", session: ConsoleSession = Session
+) -> Response:
+    return await jobs_view(request, session, entity, status)
+
+
+async def jobs_view(
+    request: Request, session: ConsoleSession, entity: str = "", status: str = "", error: str | None = None
 ) -> Response:
     listed = await api.list_jobs(request, entity=entity or None, status_=status or None, limit=50, offset=0)
     for job in listed["items"]:
@@ -284,9 +290,9 @@ async def start_job(request: Request, session: ConsoleSession = Checked) -> Resp
         )
         started = await api.start_sync(entity, body, request)
     except (ValueError, ValidationError) as exc:
-        return await jobs_page(request, session=session, error=f"Not started: {exc}")
+        return await jobs_view(request, session, error=f"Not started: {exc}")
     except HTTPException as exc:
-        return await jobs_page(request, session=session, error=f"Not started: {error_text(exc)}")
+        return await jobs_view(request, session, error=f"Not started: {error_text(exc)}")
     await audit(request, session, "start-sync", entity, {**body.model_dump(by_alias=True), "job_id": started["job_id"]})
     return back(f"/console/jobs/{started['job_id']}", f"Job {started['job_id']} started")
 
