@@ -213,6 +213,12 @@ def scenario(stack: Stack, topology: Topology) -> None:
                 page.goto(f"{stack.ingress}/console/history/product?key={key}")
                 expect(page.locator("#records td.status")).to_have_text("Processed")
 
+            # The live list (product): Acumatica's candidates, each with the connector's sync state.
+            page.goto(f"{stack.ingress}/console/history/product?source=acumatica")
+            expect(page.locator(f'#records tr[data-key="{keys[0]}"] td.status')).to_have_text("Processed")
+            expect(page.locator(f'#records tr[data-key="{keys[2]}"] td.status')).to_have_text("Failed")
+            shot(page, "history-live")
+
             # Dead letters: a product update dead-lettered earlier is replayed from the page and handled once.
             key = keys[0]
             letter = Envelope(entity="product", kind="records", op="updated", key=key, source="test")

@@ -339,10 +339,12 @@ async def history(
     key: str = "",
     since: str = "",
     until: str = "",
+    source: str = "connector",
     offset: int = 0,
     session: ConsoleSession = Session,
 ) -> Response:
     known(entity)
+    live = source == "acumatica" and entity in entities.LIVE_ENTITIES and not key.strip()
     error = None
     listed: dict[str, Any] = {"items": [], "total": 0, "has_more": False, "offset": 0}
     try:
@@ -351,6 +353,14 @@ async def history(
             async with request.app.state.runtime.sessionmaker() as db:
                 found = await syncrecords.load(db, entity, [key.strip()])
             listed = {"items": [record_view(r) for r in found.values()], "total": len(found), "offset": 0}
+        elif live:  # the batch screen's live list: Acumatica's candidates with their sync state
+            answer = await entities.list_records(
+                entity, request, "acumatica", status or None, window_from, window_to, PAGE_SIZE, max(0, offset)
+            )
+            if isinstance(answer, Response):
+                error = json.loads(bytes(answer.body)).get("error")
+            else:
+                listed = answer
         else:
             listed = await entities.connector_records(
                 request, entity, status or None, window_from, window_to, PAGE_SIZE, max(0, offset)
@@ -359,7 +369,7 @@ async def history(
         error = f"Unreadable date: {exc}"
     except HTTPException as exc:
         error = error_text(exc)
-    query = {"status": status, "key": key, "since": since, "until": until}
+    query = {"status": status, "key": key, "since": since, "until": until, "source": "acumatica" if live else ""}
     return render(
         request,
         "history.html",
@@ -371,6 +381,8 @@ async def history(
         query=query,
         query_string=urlencode(query),
         page_size=PAGE_SIZE,
+        live=live,
+        has_live=entity in entities.LIVE_ENTITIES,
         error=error,
     )
 
@@ -416,7 +428,7 @@ async def process_all(request: Request, entity: str, session: ConsoleSession = C
     try:
         body = entities.ProcessAll.model_validate(
             {
-                "source": "connector",
+                "source": "acumatica" if form.get("source") == "acumatica" else "connector",
                 "status": form.get("status") or None,
                 "from": form_time(str(form.get("since") or "")),
                 "to": form_time(str(form.get("until") or ""), end_of_day=True),
@@ -430,6 +442,8 @@ async def process_all(request: Request, entity: str, session: ConsoleSession = C
     await audit(
         request, session, "process-all", entity, {**body.model_dump(by_alias=True), "job_id": started["job_id"]}
     )
+    if "keys" not in started:  # the live list's Process All is a date-range (or full) job
+        return back(here, f"Job {started['job_id']} ({started['mode']}) processes everything the filter lists")
     return back(here, f"Job {started['job_id']} processes {started['keys']} record(s)")
 
 
