@@ -114,11 +114,14 @@ async def amqp_figures(amqp_url: str, names: Iterable[str]) -> dict[str, tuple[i
 
     A passive declare of a missing queue closes its channel (404), so a fresh channel follows each miss."""
     try:
-        connection = await asyncio.wait_for(
-            connect(amqp_url, "ingress.queues", robust=False, timeout=AMQP_TIMEOUT), AMQP_TIMEOUT
-        )
-    except (aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError) as exc:
+        async with asyncio.timeout(AMQP_TIMEOUT * 2):
+            return await _declare_all(amqp_url, names)
+    except (aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError, RuntimeError) as exc:
         raise QueuesUnavailable(f"RabbitMQ is not reachable: {type(exc).__name__}") from exc
+
+
+async def _declare_all(amqp_url: str, names: Iterable[str]) -> dict[str, tuple[int, int]]:
+    connection = await connect(amqp_url, "ingress.queues", robust=False, timeout=AMQP_TIMEOUT)
     found: dict[str, tuple[int, int]] = {}
     async with connection:
         channel = await connection.channel()

@@ -11,13 +11,16 @@ nothing. Each page is saved as a screenshot under docs/console/.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -46,7 +49,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SHOTS = ROOT / "docs" / "console"
+SHOTS = ROOT / "docs" / "console" if os.environ.get("CONSOLE_SCREENSHOTS") else Path(tempfile.gettempdir()) / "console"
+"""`CONSOLE_SCREENSHOTS=1` refreshes the README's screenshots in docs/console; otherwise they go to a
+temporary directory, so a test run leaves the working tree as it was."""
 TOKEN = "console-browser-token"
 SECRET = "console-browser-webhook-secret"
 ITEMS = 40
