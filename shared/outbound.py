@@ -66,7 +66,9 @@ class CircuitBreaker:
 
     `failures` consecutive failures (transport errors, 5xx answers) within `window` seconds open it for
     `cool_down` seconds; then exactly one trial call goes through (half-open): success closes it, failure
-    opens it again for twice as long, up to `max_cool_down`. Opening and closing are logged once each.
+    opens it again for twice as long, up to `max_cool_down`. Calls made during the trial wait for its
+    outcome rather than fail, so a batch arriving just as the target recovers goes through. Opening and
+    closing are logged once each.
     Hand-written because the libraries at hand (pybreaker, circuitbreaker, aiobreaker) have neither an
     asyncio-native single half-open trial nor a growing cool-down.
     """
@@ -92,7 +94,7 @@ class CircuitBreaker:
         self._failed_at: deque[float] = deque(maxlen=failures)
         self._open_until: float | None = None
         self._next_cool_down = cool_down
-        self._trial = False
+        self._trial: asyncio.Future[None] | None = None  # done when the half-open trial call ended
         self._gauge = CIRCUIT_OPEN.labels(target)
         self._gauge.set(0)
 
@@ -112,26 +114,30 @@ class CircuitBreaker:
     @property
     def is_open(self) -> bool:
         """Open or half-open: a call now would be refused."""
-        return self._open_until is not None and (self._trial or self._clock() < self._open_until)
+        return self._open_until is not None and (self._trial is not None or self._clock() < self._open_until)
 
     def unavailable(self) -> Exception:
         remaining = max(0.0, (self._open_until or self._clock()) - self._clock())
         return self._error(self.target, datetime.now(UTC) + timedelta(seconds=remaining))
 
-    def admit(self) -> bool:
-        """Before a call: raise while open; True when this call is the half-open trial."""
-        if self._open_until is None:
-            return False
-        if self.is_open:
-            raise self.unavailable()
-        self._trial = True
-        return True
+    async def admit(self) -> bool:
+        """Before a call: raise while open; True when this call is the half-open trial. A call made while
+        the trial is in flight waits for it: it goes ahead once the trial closed the circuit, else raises."""
+        while self._open_until is not None:
+            if self._trial is not None:
+                await asyncio.shield(self._trial)
+            elif self._clock() < self._open_until:
+                raise self.unavailable()
+            else:
+                self._trial = asyncio.get_running_loop().create_future()
+                return True
+        return False
 
     def record(self, ok: bool, trial: bool) -> None:
         """After a call that got an answer or a transport error; `ok`: the target answered below 500."""
         now = self._clock()
         if trial:
-            self._trial = False
+            self._end_trial()
             if ok:
                 self._close()
             else:
@@ -148,7 +154,12 @@ class CircuitBreaker:
     def release(self, trial: bool) -> None:
         """The trial ended without an answer (cancelled, or a bug): let the next call be the trial."""
         if trial:
-            self._trial = False
+            self._end_trial()
+
+    def _end_trial(self) -> None:
+        trial, self._trial = self._trial, None
+        if trial is not None:
+            trial.set_result(None)
 
     def _open(self, now: float) -> None:
         self._open_until = now + self.cool_down
@@ -272,7 +283,7 @@ class OutboundHTTP:
         attempt = 0
         while True:
             attempt += 1
-            trial = self.breaker.admit() if self.breaker is not None else False
+            trial = await self.breaker.admit() if self.breaker is not None else False
             try:
                 response = await self._send_once(method, url, params, json, content, data, headers, body_excerpt)
             except httpx.TransportError as exc:

@@ -105,7 +105,7 @@ def outbound(url: str, breaker: CircuitBreaker, **options: Any) -> OutboundHTTP:
 # Circuit breaker -----------------------------------------------------------------------------------
 
 
-async def test_the_circuit_opens_fails_fast_and_closes_after_one_trial(
+async def test_the_circuit_opens_fails_fast_and_closes_after_one_trial_the_others_wait_for(
     target: FakeTarget, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "connector.outbound")
@@ -121,22 +121,30 @@ async def test_the_circuit_opens_fails_fast_and_closes_after_one_trial(
     assert time.monotonic() - started < 0.1 and len(target.hits) == 3  # not sent
     assert refused.value.target == "fake-a"
 
-    await asyncio.sleep(0.55)  # cool-down over: one trial, which fails and opens it for longer (capped)
-    assert (await http.request("GET", "/x")).status_code == 503
+    # Cool-down over: one trial, which fails and opens it for longer (capped); a call made meanwhile
+    # waits for the trial, then fails fast with it.
+    await asyncio.sleep(0.55)
+    target.delay = 0.3
+    trial = asyncio.create_task(http.request("GET", "/x"))
+    await asyncio.sleep(0.1)
+    with pytest.raises(FakeUnavailable):
+        await http.request("GET", "/x")
+    assert (await trial).status_code == 503
     assert len(target.hits) == 4
     with pytest.raises(FakeUnavailable):
         await http.request("GET", "/x")
 
-    target.status, target.delay = 200, 0.3
+    # The next trial succeeds: calls made meanwhile wait for it and then go through; the circuit is closed.
+    target.status = 200
     await asyncio.sleep(0.85)
     trial = asyncio.create_task(http.request("GET", "/x"))
     await asyncio.sleep(0.1)
-    with pytest.raises(FakeUnavailable):  # half-open: only the trial goes through
-        await http.request("GET", "/x")
+    waiting = [asyncio.create_task(http.request("GET", "/x")) for _ in range(3)]
+    await asyncio.sleep(0.1)
+    assert len(target.hits) == 5  # only the trial was sent so far
     assert (await trial).status_code == 200
+    assert [(await call).status_code for call in waiting] == [200] * 3
     assert circuit_open("fake-a") == 0
-    target.delay = 0
-    assert [(await http.request("GET", "/x")).status_code for _ in range(3)] == [200] * 3
     assert len(target.hits) == 8
     messages = [r.getMessage() for r in caplog.records]
     assert sum("circuit open" in m for m in messages) == 1  # logged once, though it opened twice
