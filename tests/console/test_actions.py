@@ -126,3 +126,18 @@ async def test_discard_asks_first(ingress: Ingress, clean_db) -> None:
         assert letters[1].message_id in done.text and letters[0].message_id not in done.text
     audit = await last_audit(clean_db)
     assert audit and audit.action == "dlq-discard" and audit.details["discarded"] == [letters[0].message_id]
+
+
+async def test_unstorable_input_is_a_422_not_a_500(ingress: Ingress) -> None:
+    client, csrf = ingress.signed_in()
+    with closing(client):
+        for path in (
+            "/console/history/customer?key=A%00B",
+            "/console/logs?record_key=%00",
+            f"/console/jobs/{2**63}",
+            f"/console/logs/{2**63}",
+            f"/console/history/customer?offset={2**63}",
+        ):
+            assert client.get(path).status_code == 422, path
+        response = client.post("/console/history/customer/process", data={"key": "A\x00B", "csrf_token": csrf})
+        assert response.status_code == 422

@@ -9,12 +9,13 @@ shows up on every page without a change here.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from pathlib import Path as FilePath
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -25,13 +26,14 @@ from sqlalchemy import select
 from services.ingress import api, entities, queues
 from services.ingress.console import session as sessions
 from services.ingress.console.session import ConsoleSession
+from services.ingress.guards import BIGINT_MAX, text_problem
 from services.ops import dlq
 from shared import syncrecords
 from shared.db.models import ConsoleAudit, JobStatus, RequestLogRow, SyncMode, SyncRecord, SyncStatus
 from shared.messaging.topology import ENTITIES, kinds_of
 from shared.siteconfig import SiteConfigModel
 
-HERE = Path(__file__).parent
+HERE = FilePath(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 PAGES = (
     ("overview", "Overview", "/console"),
@@ -44,6 +46,8 @@ PAGES = (
 )
 ENDED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 PAGE_SIZE = 100
+RowId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
+PageOffset = Annotated[int, Query(ge=0, le=BIGINT_MAX)]
 
 
 class NeedsSignIn(Exception):
@@ -55,11 +59,20 @@ class CsrfRefused(Exception):
     pass
 
 
+def storable(values: Iterable[tuple[str, Any]]) -> None:
+    """422 for a value PostgreSQL cannot take (a NUL character, a lone surrogate), before any query sees it."""
+    for name, value in values:
+        if isinstance(value, str) and (problem := text_problem(value)):
+            raise HTTPException(422, f"{name} {problem}")
+
+
 async def current_session(request: Request) -> ConsoleSession:
     found = sessions.verify(request.app.state.runtime.settings, request.cookies.get(sessions.COOKIE))
     if found is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise NeedsSignIn(target if request.method == "GET" else "/console")
+    storable(request.query_params.multi_items())
+    storable(request.path_params.items())
     return found
 
 
@@ -70,6 +83,7 @@ async def checked_session(request: Request) -> ConsoleSession:
     given = form.get("csrf_token")
     if not sessions.csrf_ok(found, given if isinstance(given, str) else None):
         raise CsrfRefused()
+    storable(form.multi_items())
     return found
 
 
@@ -298,7 +312,7 @@ async def start_job(request: Request, session: ConsoleSession = Checked) -> Resp
 
 
 @router.get("/jobs/{job_id}")
-async def job_page(request: Request, job_id: int, session: ConsoleSession = Session) -> Response:
+async def job_page(request: Request, job_id: RowId, session: ConsoleSession = Session) -> Response:
     job = await api.get_job(job_id, request)
     job["progress"] = progress(job)
     async with request.app.state.runtime.sessionmaker() as db:
@@ -314,7 +328,7 @@ async def job_page(request: Request, job_id: int, session: ConsoleSession = Sess
 
 
 @router.post("/jobs/{job_id}/cancel")
-async def cancel_job(request: Request, job_id: int, session: ConsoleSession = Checked) -> Response:
+async def cancel_job(request: Request, job_id: RowId, session: ConsoleSession = Checked) -> Response:
     try:
         await api.cancel_job(job_id, request)
     except HTTPException as exc:
@@ -340,7 +354,7 @@ async def history(
     since: str = "",
     until: str = "",
     source: str = "connector",
-    offset: int = 0,
+    offset: PageOffset = 0,
     session: ConsoleSession = Session,
 ) -> Response:
     known(entity)
@@ -549,7 +563,7 @@ async def logs(
     errors_only: str = "",
     since: str = "",
     until: str = "",
-    offset: int = 0,
+    offset: PageOffset = 0,
     session: ConsoleSession = Session,
 ) -> Response:
     query = {
@@ -595,7 +609,7 @@ async def logs(
 
 
 @router.get("/logs/{log_id}")
-async def log_detail(request: Request, log_id: int, session: ConsoleSession = Session) -> Response:
+async def log_detail(request: Request, log_id: RowId, session: ConsoleSession = Session) -> Response:
     async with request.app.state.runtime.sessionmaker() as db:
         row = await db.get(RequestLogRow, log_id)
     if row is None:
