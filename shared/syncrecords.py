@@ -15,7 +15,7 @@ from sqlalchemy import case, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.models import SyncJob, SyncRecord, SyncStatus
+from shared.db.models import FeedUpload, SyncJob, SyncRecord, SyncStatus
 
 # Job counters per outcome. A Failed record counts as failed in the job's figures until the retry
 # path settles it (`recount_retried`); a Submitted one as submitted until the feed reconciler confirms
@@ -118,6 +118,13 @@ async def save(session: AsyncSession, entity: str, outcomes: Sequence[Outcome], 
         },
     )
     await session.execute(stmt, rows)
+    feeds = {o.feed_id for o in outcomes if o.feed_id is not None and o.status is SyncStatus.SUBMITTED}
+    if feeds:  # in the same transaction: the feed reconciler never sees a file without its rows
+        await session.execute(
+            update(FeedUpload)
+            .where(FeedUpload.id.in_(feeds), FeedUpload.status == "uploaded")
+            .values(status="submitted")
+        )
 
 
 def job_counts(outcomes: Sequence[Outcome]) -> Counter[str]:

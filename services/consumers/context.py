@@ -19,6 +19,8 @@ from shared.rithum.ftp import FeedUploader
 from shared.settings import Settings
 from shared.siteconfig import SiteConfigCache
 
+REQUEUE_CHUNK = 500
+
 
 @dataclass
 class ConsumerContext:
@@ -62,10 +64,11 @@ class ConsumerContext:
 
     async def requeue(self, entity: str, keys: list[str], job_id: int | None) -> None:
         """Hand records back to the real-time path, which retries them with its delays and limits."""
-        await self.publisher.publish_many(
-            Envelope(entity=entity, kind="records", op="retry", key=key, source="job", payload={"job_id": job_id})
-            for key in keys
-        )
+        for start in range(0, len(keys), REQUEUE_CHUNK):  # thousands at once would outlast the confirm timeout
+            await self.publisher.publish_many(
+                Envelope(entity=entity, kind="records", op="retry", key=key, source="job", payload={"job_id": job_id})
+                for key in keys[start : start + REQUEUE_CHUNK]
+            )
 
     async def close(self) -> None:
         await self.acumatica.aclose()

@@ -152,7 +152,8 @@ class FeedUpload(Base):
     rows: Mapped[int] = mapped_column(Integer, default=0)
     confirmed: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(16), default="submitted", index=True)  # submitted | settled
+    # uploaded (its rows not saved yet) | submitted (the reconciler looks for its rows) | settled
+    status: Mapped[str] = mapped_column(String(16), default="uploaded", index=True)
     uploaded_at: Mapped[datetime]
     confirm_by: Mapped[datetime]
     settled_at: Mapped[datetime | None]

@@ -53,6 +53,8 @@ def stack(request: pytest.FixtureRequest, settings: Settings, sessionmaker) -> I
             "RITHUM_FEED_RECONCILE_SECONDS": "1",  # look for fed rows every second, not every minute
             "JOB_HEARTBEAT_SECONDS": "1",  # a killed consumer's job is taken over after 5 s, not a minute
             "JOB_STALE_SECONDS": "5",
+            "CIRCUIT_OPEN_SECONDS": "2",  # a target back after an outage is tried again within seconds
+            "CIRCUIT_OPEN_MAX_SECONDS": "4",
             "LOG_LEVEL": "INFO",
             **getattr(request.module, "STACK_ENV", {}),
         },

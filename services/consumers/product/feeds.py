@@ -37,8 +37,10 @@ from shared.syncrecords import RECREATED
 
 log = logging.getLogger("connector.product.feeds")
 LOCK_KEY = 0x46454544  # "FEED": one reconciler round at a time across replicas
-MARGIN = timedelta(minutes=5)  # clock skew between us and Rithum, and writes committed out of order
+MARGIN = timedelta(minutes=5)  # clock skew between our upload time and Rithum's update times
+OVERLAP = timedelta(seconds=30)  # a round starts this far before the newest update the last one saw
 CHUNK = 5000
+RELEASE_CHUNK = 500  # records sent on per confirmed publish (10,000 at once outlast the confirm timeout)
 _RECORDS = SyncRecord.__table__
 
 
@@ -121,8 +123,8 @@ class FeedReconciler:
 
     async def _seen_since(self, since: datetime) -> dict[str, tuple[int, datetime | None]]:
         """SKU → (Rithum ID, UpdateDateUtc) of every product updated since `since` (or the last mark)."""
-        if self._mark is not None:
-            since = max(since, self._mark - MARGIN)
+        if self._mark is not None:  # Rithum's own clock: only writes committed out of order to allow for
+            since = max(since, self._mark - OVERLAP)
         seen: dict[str, tuple[int, datetime | None]] = {}
         newest = self._mark
         query = f"UpdateDateUtc ge {odata_datetime(since)}"
@@ -274,21 +276,25 @@ class FeedReconciler:
                     )
                 )
             ).all()
-            if rows:  # not picked again while the retry is on its way; held back again if still waiting
-                await session.execute(
-                    update(SyncRecord)
-                    .where(
-                        SyncRecord.entity == ENTITY,
-                        SyncRecord.status == SyncStatus.PENDING.value,
-                        SyncRecord.last_operation == WAITING,
-                    )
-                    .values(last_operation="Sent Again")
-                )
         retry: dict[int | None, list[str]] = defaultdict(list)
         for key, job_id in rows:
             retry[job_id].append(key)
         for job_id, keys in retry.items():
-            await self.ctx.requeue(ENTITY, keys, job_id)
+            for start in range(0, len(keys), RELEASE_CHUNK):
+                chunk = keys[start : start + RELEASE_CHUNK]
+                await self.ctx.requeue(ENTITY, chunk, job_id)  # raises if not confirmed: the rest waits
+                async with self.ctx.sessionmaker() as session, session.begin():
+                    # Not picked again while the retry is on its way; held back again if still waiting.
+                    await session.execute(
+                        update(SyncRecord)
+                        .where(
+                            SyncRecord.entity == ENTITY,
+                            SyncRecord.acumatica_key.in_(chunk),
+                            SyncRecord.status == SyncStatus.PENDING.value,
+                            SyncRecord.last_operation == WAITING,
+                        )
+                        .values(last_operation="Sent Again")
+                    )
 
 
 async def _update_submitted(session: Any, rows: list[dict[str, Any]], **values: Any) -> None:

@@ -315,7 +315,7 @@ class ProductPipeline:
                 rows=len(products),
                 confirmed=0,
                 failed=0,
-                status="submitted",
+                status="uploaded",  # "submitted" (seen by the reconciler) only together with its rows
                 uploaded_at=now,
                 confirm_by=now + self.confirm_timeout,
             )

@@ -123,7 +123,8 @@ class WriteBackHandler:
                     errors[item.key] = (item.rithum_id, f"{ERROR_PREFIX}: {exc}")
             if retry:
                 payload = {**delivery.envelope.payload, "items": [w.to_json() for w in retry]}
-                outcomes.append(Retry(f"{len(retry)} write-backs not done: {reason}", payload=payload))
+                # Acumatica unreachable or over its license: wait it out without spending attempts.
+                outcomes.append(Retry(f"{len(retry)} write-backs not done: {reason}", payload=payload, outage=True))
             elif final and any(exc is not None and _transient(exc) for _, exc in result):
                 outcomes.append(DeadLetter(f"write-backs still failing after {max_attempts} attempts"))
             else:
