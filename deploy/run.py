@@ -38,11 +38,13 @@ def main() -> int:
     banner = [
         "",
         "=" * 72,
+        f"  Ops console:              http://127.0.0.1:{port}/console (sign in with the API token below)",
         f"  Connector API and docs:   http://127.0.0.1:{port}/docs",
         f"  Queues, jobs, config:     http://127.0.0.1:{port}/api/v1/queues (bearer token below)",
         f"  API token{' (generated)' if generated else ''}:    {token}",
         "  Acumatica sandbox:        http://127.0.0.1:8101  (admin at /_sandbox/)",
         "  Rithum sandbox:           http://127.0.0.1:8102  (admin at /_sandbox/), FTP on 2121",
+        "  Consumer/scheduler /metrics and /healthz: ports 9101-9103 (see the Procfile)",
         f"  Demo set-up:              {'done' if demo.returncode == 0 else 'FAILED, see the log above'}",
         "  Stop with Ctrl-C.",
         "=" * 72,
