@@ -275,21 +275,7 @@ async def connector_records(
         rows = await session.scalars(
             select(SyncRecord).where(*filters).order_by(SyncRecord.acumatica_key).limit(limit).offset(offset)
         )
-        items = [
-            {
-                "key": r.acumatica_key,
-                "rithum_id": r.rithum_id,
-                "kind": r.kind,
-                "status": r.status,
-                "last_operation": r.last_operation,
-                "last_error": r.last_error,
-                "attempt_count": r.attempt_count,
-                "job_id": r.job_id,
-                "source_modified_at": r.source_modified_at,
-                "updated_at": r.updated_at,
-            }
-            for r in rows
-        ]
+        items = [record_view(r) for r in rows]
     total = total or 0
     return {
         "source": "connector",
@@ -298,6 +284,22 @@ async def connector_records(
         "limit": limit,
         "offset": offset,
         "items": items,
+    }
+
+
+def record_view(r: SyncRecord) -> dict[str, Any]:
+    """A sync record as the batch screen (and the console's history) shows it."""
+    return {
+        "key": r.acumatica_key,
+        "rithum_id": r.rithum_id,
+        "kind": r.kind,
+        "status": r.status,
+        "last_operation": r.last_operation,
+        "last_error": r.last_error,
+        "attempt_count": r.attempt_count,
+        "job_id": r.job_id,
+        "source_modified_at": r.source_modified_at,
+        "updated_at": r.updated_at,
     }
 
 

@@ -11,7 +11,7 @@ on the work exchange, so a crash in between leaves a duplicate, never a loss (co
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -211,6 +211,31 @@ async def replay(
     confirm_timeout: float = CONFIRM_TIMEOUT_SECONDS,
 ) -> Result:
     """Put the selected dead letters (all when `ids` is None) back on the work exchange, confirmed, then ack them."""
+
+    async def put_back(session: _Session, message: AbstractIncomingMessage, info: DeadLetterInfo) -> None:
+        routing_key, copy = replay_message(message, info.replays)
+        await send_confirmed(session.confirm_channel, session.exchange, routing_key, copy, confirm_timeout)
+
+    return await _settle(amqp_url, topology, entity, ids, put_back)
+
+
+async def discard(amqp_url: str, topology: Topology, entity: str, *, ids: Collection[str] | None = None) -> Result:
+    """Remove the selected dead letters (all when `ids` is None) for good."""
+
+    async def drop(_session: _Session, _message: AbstractIncomingMessage, _info: DeadLetterInfo) -> None:
+        """Nothing to do before the ack removes it."""
+
+    return await _settle(amqp_url, topology, entity, ids, drop)
+
+
+async def _settle(
+    amqp_url: str,
+    topology: Topology,
+    entity: str,
+    ids: Collection[str] | None,
+    act: Callable[[_Session, AbstractIncomingMessage, DeadLetterInfo], Awaitable[None]],
+) -> Result:
+    """Ack each selected dead letter once `act` succeeded on it; everything else goes back to the DLQ."""
     entity = entity_name(entity)
     result = Result()
     seen: set[str] = set()
@@ -224,34 +249,11 @@ async def replay(
                     continue
                 seen.add(info.message_id or "")
                 try:
-                    routing_key, copy = replay_message(message, info.replays)
-                    await send_confirmed(session.confirm_channel, session.exchange, routing_key, copy, confirm_timeout)
+                    await act(session, message, info)
                 except (EnvelopeError, PublishError) as exc:
                     unsettled.append(message)
                     result.kept.append((info, str(exc)))
                     continue
-                await message.ack()
-                result.done.append(info)
-        finally:
-            await _requeue(unsettled)
-    result.missing = sorted(set(ids or ()) - seen)
-    return result
-
-
-async def discard(amqp_url: str, topology: Topology, entity: str, *, ids: Collection[str] | None = None) -> Result:
-    """Remove the selected dead letters (all when `ids` is None) for good."""
-    entity = entity_name(entity)
-    result = Result()
-    seen: set[str] = set()
-    unsettled: list[AbstractIncomingMessage] = []
-    async with _session(amqp_url, topology, entity) as session:
-        try:
-            async for message in _held(session):
-                info = describe(message, entity)
-                if not _wanted(info, ids):
-                    unsettled.append(message)
-                    continue
-                seen.add(info.message_id or "")
                 await message.ack()
                 result.done.append(info)
         finally:

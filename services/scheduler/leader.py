@@ -13,6 +13,8 @@ import logging
 import asyncpg
 from sqlalchemy.engine import make_url
 
+# A connection the server ended surfaces as any of these (InternalClientError: asyncpg's state machine).
+LOST = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError)
 log = logging.getLogger("connector.scheduler.leader")
 
 LOCK_KEY = 0x7363_6865_6475_6C65
@@ -55,7 +57,7 @@ class LeaderLock:
         try:
             await self._conn.fetchval("SELECT 1", timeout=QUERY_TIMEOUT_SECONDS)
             return True
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except LOST as exc:
             log.warning("leader lock connection lost (%s)", type(exc).__name__)
             await self.release()
             return False

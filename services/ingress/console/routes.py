@@ -366,7 +366,7 @@ async def history(
         if key.strip():  # one key: the batch screen's own lookup of records by key
             async with request.app.state.runtime.sessionmaker() as db:
                 found = await syncrecords.load(db, entity, [key.strip()])
-            listed = {"items": [record_view(r) for r in found.values()], "total": len(found), "offset": 0}
+            listed = {"items": [entities.record_view(r) for r in found.values()], "total": len(found), "offset": 0}
         elif live:  # the batch screen's live list: Acumatica's candidates with their sync state
             answer = await entities.list_records(
                 entity, request, "acumatica", status or None, window_from, window_to, PAGE_SIZE, max(0, offset)
@@ -399,22 +399,6 @@ async def history(
         has_live=entity in entities.LIVE_ENTITIES,
         error=error,
     )
-
-
-def record_view(r: SyncRecord) -> dict[str, Any]:
-    """The fields `entities.connector_records` lists, for the one record found by key."""
-    return {
-        "key": r.acumatica_key,
-        "rithum_id": r.rithum_id,
-        "kind": r.kind,
-        "status": r.status,
-        "last_operation": r.last_operation,
-        "last_error": r.last_error,
-        "attempt_count": r.attempt_count,
-        "job_id": r.job_id,
-        "source_modified_at": r.source_modified_at,
-        "updated_at": r.updated_at,
-    }
 
 
 @router.post("/history/{entity}/process")
