@@ -222,6 +222,7 @@ class _JobPage:
         self.waiting: list[str] = []
 
     async def run(self, units: Sequence[Unit], on_rithum: dict[str, int] | None = None) -> None:
+        unchanged: dict[str, str] = {}
         outcomes, write_backs = await self.consumer.pipeline.sync(
             units,
             self.rules,
@@ -230,8 +231,11 @@ class _JobPage:
             spool=self.spool,
             force=self.force,
             on_rithum=on_rithum,
-            unchanged=self.unchanged if on_rithum is None else None,
+            unchanged=unchanged if on_rithum is None else None,
         )
+        # What this job wrote itself (a parent seen again with its next variants) is not checked against a
+        # listing taken before the job wrote it.
+        self.unchanged.update({k: v for k, v in unchanged.items() if k not in self.seen})
         await self.save(outcomes, write_backs)
 
     async def recreate_lost(self, on_rithum: dict[str, int]) -> None:
